@@ -1,0 +1,34 @@
+"""dense_xp: dense neural-network layers written once against the Python array API.
+
+The same code runs on NumPy (CPU), CuPy (CUDA GPUs) and any other array API
+library (PyTorch, JAX, Dask, array-api-strict). Pick the device once --
+``DENSE_XP_DEVICE=cuda``, :func:`set_default_device` or :func:`use_device` --
+or per object with ``device=``.
+"""
+
+from ._backend import (
+    DeviceUnavailableError,
+    get_default_device,
+    resolve_device,
+    set_default_device,
+    to_numpy,
+    use_device,
+)
+from ._info import backend_info
+from .activations import ACTIVATIONS
+from .layer import DenseLayer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "DenseLayer",
+    "DeviceUnavailableError",
+    "__version__",
+    "backend_info",
+    "get_default_device",
+    "resolve_device",
+    "set_default_device",
+    "to_numpy",
+    "use_device",
+]

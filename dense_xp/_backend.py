@@ -1,0 +1,364 @@
+"""Backends and devices: the one module that knows NumPy from CuPy.
+
+Everything library-specific lives here: turning a device request into an
+``(xp, device)`` pair, probing CUDA without crashing on machines that have
+CuPy but no driver, moving arrays between host and device, the host random
+generator and ``.npz`` I/O, and the fused CuPy kernels (``_fused``).
+Layer, activation, loss and optimizer code only ever sees ``xp``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import array_api_compat
+import array_api_compat.numpy
+import numpy as np
+
+__all__ = [
+    "DeviceUnavailableError",
+    "as_input",
+    "from_host",
+    "get_default_device",
+    "host_rng",
+    "mover",
+    "namespace_name",
+    "resolve_device",
+    "set_default_device",
+    "to_numpy",
+    "use_device",
+]
+
+ENV_VAR = "DENSE_XP_DEVICE"
+_CUDA_FIX = (
+    'install a CUDA build of CuPy with `pip install "dense-xp[cuda12]"` (or '
+    '"dense-xp[cuda13]"), or pass device="auto" to fall back to the CPU'
+)
+_SPEC = re.compile(r"^(cpu|auto|cuda)(?::(\d+))?$")
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A requested device exists in name but cannot be used on this machine."""
+
+
+# --------------------------------------------------------------------------
+# Device requests: explicit > use_device() > set_default_device() > env > cpu
+# --------------------------------------------------------------------------
+_context: contextvars.ContextVar[Any] = contextvars.ContextVar("dense_xp_device", default=None)
+_default: list[Any] = [None]
+
+
+def _parse(spec: str, *, name: str = "device") -> tuple[str, int | None]:
+    match = _SPEC.match(spec.strip().lower())
+    if match is None or (match[1] != "cuda" and match[2] is not None):
+        msg = f'`{name}` must be "cpu", "cuda", "cuda:N" or "auto", got {spec!r}'
+        raise ValueError(msg)
+    kind, index = match[1], match[2]
+    return kind, (int(index) if index is not None else 0) if kind == "cuda" else None
+
+
+def _check_request(device: Any, name: str) -> None:
+    if isinstance(device, str):
+        _parse(device, name=name)
+    elif device is None or isinstance(device, (bool, int, float)):
+        msg = f"`{name}` must be a device string or a device object, got {device!r}"
+        raise TypeError(msg)
+
+
+def set_default_device(device: Any) -> None:
+    """Set the process-wide default device (``"cpu"``, ``"cuda[:N]"``, ``"auto"``).
+
+    It is overridden by :func:`use_device` and by an explicit ``device=``, and
+    itself overrides the ``DENSE_XP_DEVICE`` environment variable. ``None``
+    clears it.
+    """
+    if device is not None:
+        _check_request(device, "device")
+    _default[0] = device
+
+
+def get_default_device() -> Any:
+    """The device request in force: ``use_device`` > default > env > ``"cpu"``."""
+    for request in (_context.get(), _default[0], os.environ.get(ENV_VAR) or None):
+        if request is not None:
+            return request
+    return "cpu"
+
+
+@contextlib.contextmanager
+def use_device(device: Any) -> Iterator[None]:
+    """Within the ``with`` block, make ``device`` the default device request."""
+    _check_request(device, "device")
+    token = _context.set(device)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+# --------------------------------------------------------------------------
+# CUDA through CuPy: probed once per device, never raising on import
+# --------------------------------------------------------------------------
+@functools.cache
+def _cupy() -> tuple[Any, str | None]:
+    """``(cupy module or None, reason it is unusable or None)``."""
+    try:
+        import cupy
+    except ImportError:
+        return None, "CuPy is not installed"
+    except Exception as exc:  # a broken CUDA install can fail in many ways
+        return None, f"CuPy failed to import ({type(exc).__name__}: {exc})"
+    return cupy, None
+
+
+@functools.cache
+def cuda_device_count() -> tuple[int, str | None]:
+    """``(number of CUDA devices, reason there are none or None)``."""
+    cupy, reason = _cupy()
+    if cupy is None:
+        return 0, reason
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CUDARuntimeError without a driver
+        return 0, f"no usable CUDA driver ({type(exc).__name__}: {exc})"
+    return count, None if count else "the CUDA driver reports no device"
+
+
+@functools.cache
+def cuda_unusable_reason(index: int) -> str | None:
+    """Why CUDA device ``index`` cannot be used, or ``None`` when it answers."""
+    count, reason = cuda_device_count()
+    if reason is not None:
+        return reason
+    if index >= count:
+        return f"there is no CUDA device {index} (this machine has {count})"
+    cupy = _cupy()[0]
+    try:
+        with cupy.cuda.Device(index):
+            float(cupy.arange(4, dtype=cupy.float32).sum())
+    except Exception as exc:
+        return f"CUDA device {index} failed a test allocation ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _cuda(index: int, request: Any) -> tuple[Any, Any]:
+    reason = cuda_unusable_reason(index)
+    if reason is not None:
+        msg = f"device {request!r} is unavailable: {reason}. To fix it, {_CUDA_FIX}."
+        raise DeviceUnavailableError(msg)
+    return importlib.import_module("array_api_compat.cupy"), _cupy()[0].cuda.Device(index)
+
+
+# --------------------------------------------------------------------------
+# Resolution to an (xp, device) pair
+# --------------------------------------------------------------------------
+def namespace_name(xp: Any) -> str:
+    """A short, readable name for an array namespace (``"numpy"``, ``"torch"``...)."""
+    name = getattr(xp, "__name__", type(xp).__name__)
+    return name.removeprefix("array_api_compat.")
+
+
+def _compat(xp: Any) -> Any:
+    """The array-API-compatible namespace for a library module or namespace."""
+    if not isinstance(getattr(xp, "__name__", None), str):
+        msg = f"`xp` must be an array API namespace, got {xp!r}"
+        raise TypeError(msg)
+    for kind, module in (
+        ("numpy", "numpy"),
+        ("cupy", "cupy"),
+        ("torch", "torch"),
+        ("dask", "dask.array"),
+    ):
+        if getattr(array_api_compat, f"is_{kind}_namespace")(xp):
+            return importlib.import_module(f"array_api_compat.{module}")
+    if not hasattr(xp, "__array_namespace_info__"):
+        msg = f"`xp` must be an array API namespace, got {xp!r}"
+        raise TypeError(msg)
+    return xp
+
+
+def _device_in(xp: Any, device: Any) -> Any:
+    """Validate ``device`` (object or string) as a device of namespace ``xp``."""
+    if array_api_compat.is_numpy_namespace(xp):
+        if device in ("cpu", "auto"):
+            return "cpu"
+    elif array_api_compat.is_cupy_namespace(xp):
+        if isinstance(device, str):
+            kind, index = _parse(device)
+            if kind != "cpu":
+                return _cuda(index or 0, device)[1]
+        elif isinstance(device, _cupy()[0].cuda.Device):
+            return _cuda(device.id, device)[1]
+    else:
+        try:  # the namespace is the judge of its own devices
+            probe = xp.empty(0, device=device)
+        except Exception as exc:
+            known = ""
+            if not array_api_compat.is_torch_namespace(xp):
+                known = f" (it has {list(xp.__array_namespace_info__().devices())})"
+            msg = f"`device` {device!r} is not a usable device of {namespace_name(xp)}{known}: {exc}"
+            raise ValueError(msg) from None
+        return array_api_compat.device(probe)
+    msg = f"`device` {device!r} is not a device of {namespace_name(xp)}"
+    raise ValueError(msg)
+
+
+def resolve_device(device: Any = None, *, xp: Any = None) -> tuple[Any, Any]:
+    """Turn a device request into an ``(xp, device)`` pair.
+
+    Parameters
+    ----------
+    device : str or device object, optional
+        ``"cpu"`` (NumPy), ``"cuda"`` / ``"cuda:N"`` (CuPy), ``"auto"`` (CUDA
+        when a device answers, else CPU), or -- together with ``xp`` -- any
+        device object of that namespace. ``None`` takes
+        :func:`get_default_device`, or ``xp``'s default device when ``xp`` is
+        given.
+    xp : namespace, optional
+        Any array API namespace (``array_api_strict``, ``torch``, ``jax.numpy``,
+        ``numpy``, ``cupy``...).
+
+    Returns
+    -------
+    xp, device
+        An array-API-compatible namespace and a device object of it.
+
+    Raises
+    ------
+    DeviceUnavailableError
+        ``"cuda"`` was requested but cannot work here; the message says why.
+    """
+    if xp is not None:
+        xp = _compat(xp)
+        if device is None:
+            return xp, xp.__array_namespace_info__().default_device()
+        return xp, _device_in(xp, device)
+    request = get_default_device() if device is None else device
+    _check_request(request, "device")
+    if isinstance(request, str):
+        kind, index = _parse(request)
+        if kind == "auto":
+            kind = "cuda" if cuda_unusable_reason(0) is None else "cpu"
+        if kind == "cpu":
+            return array_api_compat.numpy, "cpu"
+        return _cuda(index or 0, request)
+    cupy = _cupy()[0]
+    if cupy is not None and isinstance(request, cupy.cuda.Device):
+        return _cuda(request.id, request)
+    msg = f"`device` {request!r} is not a device string; pass `xp=` with a device object of that namespace"
+    raise TypeError(msg)
+
+
+# --------------------------------------------------------------------------
+# Host <-> device
+# --------------------------------------------------------------------------
+def to_numpy(x: Any) -> np.ndarray:
+    """Return ``x`` (an array of any supported library, on any device) as a NumPy array.
+
+    The result may share memory with ``x`` when ``x`` already lives on the host.
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_jax_array(x):
+        with contextlib.suppress(Exception):
+            return np.from_dlpack(x)
+    return np.asarray(x)
+
+
+def host_rng(seed: int | None) -> np.random.RandomState:
+    """A private legacy generator: ``host_rng(s).randn`` matches ``np.random.seed(s); np.random.randn``."""
+    return np.random.RandomState(seed)
+
+
+def from_host(x: Any, *, xp: Any, device: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+    """Move host data (a NumPy array or nested sequence) to ``device`` of ``xp``."""
+    return xp.asarray(x, dtype=dtype, device=device, copy=copy)
+
+
+def mover(src_xp: Any, src_device: Any, xp: Any, device: Any, dtype: Any) -> Any:
+    """A function moving arrays of ``src_xp`` on ``src_device`` to ``device`` of ``xp`` as ``dtype``.
+
+    Within one library the move is direct; between libraries it goes through
+    the host. The result never shares memory with its source.
+    """
+
+    def move(a: Any) -> Any:
+        if a is None:
+            return None
+        if src_xp is xp:
+            return xp.astype(array_api_compat.to_device(a, device), dtype, copy=True)
+        return from_host(to_numpy(a), xp=xp, device=device, dtype=dtype, copy=True)
+
+    return move
+
+
+def _describe(x: Any) -> str:
+    try:
+        where = array_api_compat.device(x)
+    except Exception:
+        where = "?"
+    return f"an array of {namespace_name(array_api_compat.array_namespace(x))} on device {where!r}"
+
+
+def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any) -> Any:
+    """``x`` as an array of ``xp`` on ``device`` with ``dtype``, moving host data there.
+
+    Host data (NumPy arrays, nested lists, scalars) is moved to the device.
+    Arrays of another library, or on another device, are refused with a
+    ValueError that names both devices. Bool, complex, string and object data
+    raise TypeError.
+    """
+    host = isinstance(x, (np.ndarray, np.generic)) and not array_api_compat.is_numpy_namespace(xp)
+    if array_api_compat.is_array_api_obj(x) and not host:
+        if array_api_compat.array_namespace(x) is not xp or array_api_compat.device(x) != device:
+            msg = (
+                f"`{name}` is {_describe(x)}, but the layer lives on device {device!r} "
+                f"of {namespace_name(xp)}; pass host data or dense_xp.to_numpy({name}), "
+                f"or move the layer with .to(...)"
+            )
+            raise ValueError(msg)
+        if not xp.isdtype(x.dtype, ("integral", "real floating")):
+            msg = f"`{name}` must hold real numbers, got dtype {x.dtype}"
+            raise TypeError(msg)
+        return x if x.dtype == dtype else xp.astype(x, dtype)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        msg = f"`{name}` must be a rectangular array of real numbers, got {type(x).__name__}: {exc}"
+        raise ValueError(msg) from None
+    if arr.dtype.kind not in "iuf":
+        msg = f"`{name}` must hold real numbers, got dtype {arr.dtype} ({type(x).__name__})"
+        raise TypeError(msg)
+    return from_host(arr, xp=xp, device=device, dtype=dtype)
+
+
+def cuda_report() -> dict[str, Any]:
+    """CuPy's version, the usable CUDA devices and, when there are none, why."""
+    cupy, reason = _cupy()
+    report: dict[str, Any] = {"version": getattr(cupy, "__version__", None), "devices": []}
+    count, reason = cuda_device_count() if cupy is not None else (0, reason)
+    for index in range(count):
+        props = cupy.cuda.runtime.getDeviceProperties(index)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        unusable = cuda_unusable_reason(index)
+        gib = props["totalGlobalMem"] / 2**30
+        report["devices"].append(
+            f"cuda:{index} ({name}, {gib:.0f} GiB)" + (f" unusable: {unusable}" if unusable else "")
+        )
+    if cupy is not None and reason is None:
+        report["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+        report["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
+    report["available"] = reason is None and cuda_unusable_reason(0) is None
+    report["reason"] = reason if reason is not None else cuda_unusable_reason(0)
+    return report

@@ -1,0 +1,206 @@
+"""The dense layer ``act(X @ W + b)``, written once against the array API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from . import _backend, _checks, initializers
+from .activations import get_activation
+
+__all__ = ["DenseLayer"]
+
+
+class DenseLayer:
+    """A fully connected layer ``y = act(X @ W + b)`` with forward, backward and SGD.
+
+    Parameters
+    ----------
+    input_size, output_size : int
+        Number of input features and of output units (both >= 1).
+    activation : {None, "linear", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "silu"}
+        Applied after the affine map. ``"gelu"`` is the tanh approximation and
+        ``"leaky_relu"`` has slope 0.01.
+    seed : int, optional
+        Seed of the private host generator that draws ``W``.
+    init : str, default "seed"
+        Weight initializer (see :mod:`dense_xp.initializers`); ``"seed"`` is
+        ``0.01 * randn``.
+    use_bias : bool, default True
+        Without bias ``b`` is ``None``.
+    dtype : {None, "float16", "float32", "float64"} or dtype object
+        ``None`` takes the namespace's default real floating dtype on the device.
+    device : str or device object, optional
+        ``"cpu"``, ``"cuda[:N]"``, ``"auto"``, or a device of ``xp``; ``None``
+        takes :func:`dense_xp.get_default_device`.
+    xp : namespace, optional
+        Any array API namespace (``array_api_strict``, ``torch``...).
+
+    Attributes
+    ----------
+    W : array, shape (input_size, output_size)
+    b : array, shape (1, output_size), or None
+    grads : dict
+        ``{"W": dW, "b": db}`` from the last :meth:`backward`.
+
+    Notes
+    -----
+    Gradient convention: ``d_out`` holds the per-sample loss gradient
+    ``dL_i/dy_i``; parameter gradients are batch means, ``dW = X.T @ dz / n``
+    and ``db = mean(dz, axis=0)``; ``d_input = dz @ W.T`` is per sample again.
+    A 1-D ``X`` is one sample (the output is ``(1, output_size)``). The array
+    returned by :meth:`forward` is kept for :meth:`backward`: do not modify it
+    in place in between.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        activation: str | None = None,
+        seed: int | None = None,
+        *,
+        init: str = "seed",
+        use_bias: bool = True,
+        dtype: Any = None,
+        device: Any = None,
+        xp: Any = None,
+    ) -> None:
+        self.input_size = _checks.check_int(input_size, "input_size")
+        self.output_size = _checks.check_int(output_size, "output_size")
+        self._act = get_activation(activation)
+        self.activation = activation
+        self.seed = _checks.check_seed(seed)
+        if not isinstance(use_bias, bool):
+            msg = f"`use_bias` must be True or False, got {use_bias!r}"
+            raise TypeError(msg)
+        W = initializers.draw(init, _backend.host_rng(self.seed), self.input_size, self.output_size)
+        self.init = init
+        self.xp, self.device = _backend.resolve_device(device, xp=xp)
+        dtype = _checks.resolve_dtype(dtype, xp=self.xp, device=self.device)
+        self.W = _backend.from_host(W, xp=self.xp, device=self.device, dtype=dtype)
+        self.b = self.xp.zeros((1, self.output_size), dtype=dtype, device=self.device) if use_bias else None
+        self.grads: dict[str, Any] = {}
+        self._cache: tuple[Any, Any] | None = None
+        self._inplace = array_api_compat.is_writeable_array(self.W)
+
+    # -- the contract -----------------------------------------------------
+    def forward(self, X: Any) -> Any:
+        """``act(X @ W + b)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, input_size) or (input_size,)
+            Host data is moved to the layer's device; integers are cast.
+
+        Returns
+        -------
+        array, shape (n, output_size), on the layer's device and dtype
+        """
+        X = self._input(X)
+        z = X @ self.W
+        if self.b is not None:
+            z = self._add_(z, self.b)
+        y = self._act.forward(z, xp=self.xp)
+        self._cache = (X, z if self._act.saves == "input" else y)
+        return y
+
+    def backward(self, d_out: Any, lr: float | None = 0.01) -> Any:
+        """Gradients of the last :meth:`forward`, then ``W -= lr*dW; b -= lr*db``.
+
+        Parameters
+        ----------
+        d_out : array_like, shape (n, output_size)
+            Per-sample gradient of the loss with respect to the output.
+        lr : float or None, default 0.01
+            SGD step size; ``None`` only computes and keeps ``grads``.
+
+        Returns
+        -------
+        d_input : array, shape (n, input_size)
+            Uses ``W`` as it was before the update.
+        """
+        lr = _checks.check_lr(lr)
+        if self._cache is None:
+            msg = "`backward` was called before `forward`: there is no cached input"
+            raise RuntimeError(msg)
+        X, saved = self._cache
+        d_out = self._d_out(d_out, (X.shape[0], self.output_size))
+        dz = self._act.backward(d_out, saved, xp=self.xp)
+        dW = self._scale_(X.T @ dz, 1.0 / X.shape[0])
+        d_input = dz @ self.W.T
+        self.grads = {"W": dW}
+        if self.b is not None:
+            self.grads["b"] = self.xp.mean(dz, axis=0, keepdims=True)
+        if lr is not None:
+            for name, grad in self.grads.items():
+                setattr(self, name, self._sub_(getattr(self, name), lr * grad))
+        return d_input
+
+    # -- helpers ----------------------------------------------------------
+    def _add_(self, a: Any, b: Any) -> Any:
+        if self._inplace:
+            a += b
+            return a
+        return a + b
+
+    def _sub_(self, a: Any, b: Any) -> Any:
+        if self._inplace:
+            a -= b
+            return a
+        return a - b
+
+    def _scale_(self, a: Any, s: float) -> Any:
+        if self._inplace:
+            a *= s
+            return a
+        return a * s
+
+    def _input(self, X: Any) -> Any:
+        X = _backend.as_input(X, name="X", xp=self.xp, device=self.device, dtype=self.dtype)
+        if X.ndim not in (1, 2) or X.shape[-1] != self.input_size or X.shape[0] == 0:
+            msg = (
+                f"`X` must have shape (n, {self.input_size}) with n >= 1, or ({self.input_size},) "
+                f"for one sample; got shape {tuple(X.shape)}"
+            )
+            raise ValueError(msg)
+        return X if X.ndim == 2 else X[None, :]
+
+    def _d_out(self, d_out: Any, shape: tuple[int, int]) -> Any:
+        d_out = _backend.as_input(d_out, name="d_out", xp=self.xp, device=self.device, dtype=self.dtype)
+        if tuple(d_out.shape) != shape:
+            msg = f"`d_out` must have the output's shape {shape}, got {tuple(d_out.shape)}"
+            raise ValueError(msg)
+        return d_out
+
+    # -- properties and moves ---------------------------------------------
+    @property
+    def dtype(self) -> Any:
+        """The dtype of the parameters, inputs and outputs."""
+        return self.W.dtype
+
+    def parameters(self) -> dict[str, Any]:
+        """The trainable arrays by name: ``{"W": W, "b": b}`` (no ``"b"`` without bias)."""
+        return {"W": self.W} if self.b is None else {"W": self.W, "b": self.b}
+
+    def to(self, device: Any = None, *, xp: Any = None) -> DenseLayer:
+        """Move parameters and gradients to ``device`` (of ``xp``); returns the layer.
+
+        The cached forward pass is dropped: run :meth:`forward` again first.
+        """
+        new_xp, new_device = _backend.resolve_device(device, xp=xp)
+        dtype = _checks.resolve_dtype(_checks.dtype_name(self.dtype), xp=new_xp, device=new_device)
+        move = _backend.mover(self.xp, self.device, new_xp, new_device, dtype)
+        self.W, self.b = move(self.W), move(self.b)
+        self.grads = {name: move(grad) for name, grad in self.grads.items()}
+        self.xp, self.device, self._cache = new_xp, new_device, None
+        self._inplace = array_api_compat.is_writeable_array(self.W)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"DenseLayer({self.input_size}, {self.output_size}, activation={self.activation!r}, "
+            f"dtype={_checks.dtype_name(self.dtype)}, device={self.device!r}, "
+            f"xp={_backend.namespace_name(self.xp)})"
+        )

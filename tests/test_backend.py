@@ -1,0 +1,145 @@
+"""Device selection, CUDA probing and host transfer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import dense_xp
+from dense_xp import _backend
+
+
+@pytest.fixture(autouse=True)
+def _clean_defaults(monkeypatch):
+    monkeypatch.delenv(_backend.ENV_VAR, raising=False)
+    dense_xp.set_default_device(None)
+    yield
+    dense_xp.set_default_device(None)
+
+
+def test_cpu_is_the_fallback():
+    xp, device = dense_xp.resolve_device()
+    assert device == "cpu"
+    assert xp.__name__ == "array_api_compat.numpy"
+    assert dense_xp.get_default_device() == "cpu"
+
+
+def test_resolution_order(monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "cuda:3")
+    assert dense_xp.get_default_device() == "cuda:3"
+    dense_xp.set_default_device("auto")
+    assert dense_xp.get_default_device() == "auto"
+    with dense_xp.use_device("cpu"):
+        assert dense_xp.get_default_device() == "cpu"
+        with dense_xp.use_device("cuda:1"):
+            assert dense_xp.get_default_device() == "cuda:1"
+        assert dense_xp.get_default_device() == "cpu"
+        assert dense_xp.resolve_device()[1] == "cpu"
+        assert dense_xp.DenseLayer(2, 2).device == "cpu"
+    assert dense_xp.get_default_device() == "auto"
+    dense_xp.set_default_device(None)
+    assert dense_xp.get_default_device() == "cuda:3"
+
+
+def test_environment_variable_selects_the_device(monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "cuda:99")
+    with pytest.raises(dense_xp.DeviceUnavailableError, match=r"'cuda:99' is unavailable"):
+        dense_xp.DenseLayer(2, 2)
+    assert dense_xp.DenseLayer(2, 2, device="cpu").device == "cpu"
+
+
+def test_missing_cuda_device_says_why_and_how_to_fix():
+    with pytest.raises(dense_xp.DeviceUnavailableError) as info:
+        dense_xp.resolve_device("cuda:99")
+    message = str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    assert "'cuda:99' is unavailable" in message
+    assert 'pip install "dense-xp[cuda12]"' in message
+    assert 'device="auto"' in message
+    assert any(
+        why in message
+        for why in ("not installed", "no usable CUDA driver", "no CUDA device 99", "reports no device")
+    )
+
+
+def test_auto_picks_cuda_exactly_when_a_device_answers():
+    xp, device = dense_xp.resolve_device("auto")
+    if _backend.cuda_unusable_reason(0) is None:
+        assert xp.__name__ == "array_api_compat.cupy"
+    else:
+        assert device == "cpu"
+        with pytest.raises(dense_xp.DeviceUnavailableError, match=r"'cuda' is unavailable: "):
+            dense_xp.resolve_device("cuda")
+
+
+def test_cupy_not_installed_is_reported(monkeypatch):
+    for probe in (_backend._cupy, _backend.cuda_device_count, _backend.cuda_unusable_reason):
+        probe.cache_clear()
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    try:
+        with pytest.raises(dense_xp.DeviceUnavailableError, match="CuPy is not installed"):
+            dense_xp.resolve_device("cuda")
+        assert dense_xp.resolve_device("auto")[1] == "cpu"
+        cupy = _backend.cuda_report()
+        assert cupy["available"] is False
+        assert cupy["reason"] == "CuPy is not installed"
+    finally:
+        for probe in (_backend._cupy, _backend.cuda_device_count, _backend.cuda_unusable_reason):
+            probe.cache_clear()
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cpu:0", "", "auto:1"])
+def test_bad_device_strings(bad):
+    with pytest.raises(ValueError, match=r'`device` must be "cpu", "cuda", "cuda:N" or "auto"'):
+        dense_xp.set_default_device(bad)
+    with pytest.raises(ValueError, match=r"`device` must be"), dense_xp.use_device(bad):
+        pass
+    assert dense_xp.get_default_device() == "cpu"
+
+
+def test_device_object_of_another_namespace_is_refused():
+    strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(TypeError, match=r"pass `xp=` with a device object"):
+        dense_xp.resolve_device(strict.Device("device1"))
+    with pytest.raises(ValueError, match=r"`device` 'nowhere' is not a usable device of array_api_strict"):
+        dense_xp.resolve_device("nowhere", xp=strict)
+    with pytest.raises(ValueError, match=r"`device` 'cuda' is not a device of numpy"):
+        dense_xp.resolve_device("cuda", xp=np)
+
+
+def test_plain_library_modules_map_to_their_compatible_namespace():
+    xp, device = dense_xp.resolve_device(xp=np)
+    assert (xp.__name__, device) == ("array_api_compat.numpy", "cpu")
+    with pytest.raises(TypeError, match=r"`xp` must be an array API namespace, got 42"):
+        dense_xp.resolve_device(xp=42)
+
+
+def test_to_numpy_from_every_backend(backend):
+    xp, device = backend
+    a = xp.asarray([[1.5, -2.0], [3.0, 4.0]], device=device)
+    out = dense_xp.to_numpy(a)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [[1.5, -2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(dense_xp.to_numpy([[1, 2]]), [[1, 2]])
+
+
+def test_backend_info_lists_numpy_and_cupy():
+    report = {entry["name"]: entry for entry in dense_xp.backend_info()}
+    assert report["numpy"]["available"] is True
+    assert report["numpy"]["version"] == np.__version__
+    assert "cupy" in report
+    assert report["cupy"]["available"] == (_backend.cuda_unusable_reason(0) is None)
+    assert report["cupy"]["available"] or report["cupy"]["reason"]
+
+
+def test_info_command_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "dense_xp", "info"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "numpy" in result.stdout
+    assert "cupy" in result.stdout
+    assert "default device request 'cpu' -> numpy on 'cpu'" in result.stdout

@@ -1,0 +1,237 @@
+"""DenseLayer: seed equivalence, gradients, dtypes and devices on every backend."""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import dense_xp
+from dense_xp import DenseLayer
+from tests.helpers import host, tol
+
+ACTS = [None, "linear", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "silu"]
+
+
+class SeedLayer:
+    """The reference formulas, written out here independently of dense_xp."""
+
+    def __init__(self, input_size, output_size, activation, seed):
+        np.random.seed(seed)
+        self.W = np.random.randn(input_size, output_size) * 0.01
+        self.b = np.zeros((1, output_size))
+        self.activation = activation
+
+    def _act(self, x):
+        if self.activation == "relu":
+            return np.maximum(0, x)
+        if self.activation == "sigmoid":
+            return 1 / (1 + np.exp(-np.clip(x, -500, 500)))
+        return x
+
+    def forward(self, X):
+        self.input = X
+        self.z = X @ self.W + self.b
+        return self._act(self.z)
+
+    def backward(self, d_out, lr=0.01):
+        if self.activation == "relu":
+            d_out = d_out * (self.z > 0).astype(float)
+        elif self.activation == "sigmoid":
+            s = self._act(self.z)
+            d_out = d_out * s * (1 - s)
+        dW = self.input.T @ d_out / self.input.shape[0]
+        db = np.mean(d_out, axis=0, keepdims=True)
+        d_input = d_out @ self.W.T
+        self.W -= lr * dW
+        self.b -= lr * db
+        return d_input
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2024])
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+@pytest.mark.parametrize(("n", "d_in", "d_out"), [(1, 1, 1), (5, 3, 2), (32, 16, 8)])
+def test_matches_reference_formulas_over_three_steps(backend, seed, activation, n, d_in, d_out):
+    xp, device = backend
+    state = np.random.get_state()
+    layer = DenseLayer(d_in, d_out, activation, seed=seed, dtype="float64", device=device, xp=xp)
+    assert np.random.get_state()[1].tolist() == state[1].tolist(), "global NumPy RNG was touched"
+    ref = SeedLayer(d_in, d_out, activation, seed)
+    np.testing.assert_array_equal(host(layer.W), ref.W)  # bit for bit
+    rng = np.random.default_rng(seed)
+    for step in range(3):
+        X = rng.normal(size=(n, d_in)) * 3
+        g = rng.normal(size=(n, d_out))
+        lr = 0.05 * (step + 1)
+        np.testing.assert_allclose(host(layer.forward(X)), ref.forward(X), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            host(layer.backward(g, lr=lr)), ref.backward(g, lr=lr), rtol=1e-12, atol=1e-12
+        )
+        np.testing.assert_allclose(host(layer.W), ref.W, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(host(layer.b), ref.b, rtol=1e-12, atol=1e-12)
+
+
+def test_integer_input_matches_reference(backend):
+    xp, device = backend
+    layer = DenseLayer(3, 2, "relu", seed=42, dtype="float64", device=device, xp=xp)
+    ref = SeedLayer(3, 2, "relu", 42)
+    ref.W = np.abs(ref.W)  # make the relu active so the check is not on zeros
+    layer.W = xp.asarray(ref.W.copy(), device=device)
+    y = host(layer.forward([[1, 2, 3]]))
+    assert np.all(y > 0)
+    np.testing.assert_allclose(y, ref.forward(np.array([[1, 2, 3]])), rtol=1e-12)
+    np.testing.assert_allclose(
+        host(layer.backward([[1, -2]])), ref.backward(np.array([[1.0, -2.0]])), rtol=1e-12
+    )
+    np.testing.assert_allclose(host(layer.W), ref.W, rtol=1e-12)
+
+
+def test_one_dimensional_input_is_one_sample(backend):
+    xp, device = backend
+    layer = DenseLayer(4, 3, "tanh", seed=1, dtype="float64", device=device, xp=xp)
+    x = np.arange(1.0, 5.0)
+    y1 = host(layer.forward(x))
+    assert y1.shape == (1, 3)
+    np.testing.assert_array_equal(y1, host(layer.forward(x[None, :])))
+
+
+def _loss(layer, X, R):
+    return float(np.sum(host(layer.forward(X)) * R))
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_gradients_match_finite_differences(backend, activation):
+    xp, device = backend
+    rng = np.random.default_rng(3)
+    n, d_in, d_out = 4, 3, 5
+    layer = DenseLayer(
+        d_in, d_out, activation, seed=5, init="glorot_normal", dtype="float64", device=device, xp=xp
+    )
+    layer.b = xp.asarray(rng.normal(size=(1, d_out)), device=device)
+    X = rng.normal(size=(n, d_in)) * 2
+    R = rng.normal(size=(n, d_out))  # dL/dy for L = sum(y * R)
+    layer.forward(X)
+    d_input = host(layer.backward(R, lr=None))
+    dW, db = host(layer.grads["W"]), host(layer.grads["b"])
+    W0, b0 = host(layer.W), host(layer.b)
+    h = 1e-6
+
+    def fd(array, set_value):
+        out = np.zeros_like(array)
+        for idx in np.ndindex(array.shape):
+            plus, minus = array.copy(), array.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            out[idx] = (set_value(plus) - set_value(minus)) / (2 * h)
+        return out
+
+    def with_W(W):
+        layer.W = xp.asarray(W, device=device)
+        return _loss(layer, X, R)
+
+    def with_b(b):
+        layer.b = xp.asarray(b, device=device)
+        return _loss(layer, X, R)
+
+    np.testing.assert_allclose(d_input, fd(X, lambda Xp: _loss(layer, Xp, R)), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dW * n, fd(W0, with_W), rtol=1e-6, atol=1e-8)
+    layer.W = xp.asarray(W0, device=device)
+    np.testing.assert_allclose(db * n, fd(b0, with_b), rtol=1e-6, atol=1e-8)
+    assert np.abs(d_input).max() > 1e-3  # not a check on zeros
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_float32_against_float64_reference(backend, activation):
+    xp, device = backend
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(64, 20))
+    g = rng.normal(size=(64, 7))
+    outs = {}
+    for dtype in ("float32", "float64"):
+        layer = DenseLayer(20, 7, activation, seed=9, init="he_normal", dtype=dtype, device=device, xp=xp)
+        y = layer.forward(X)
+        d_in = layer.backward(g, lr=0.1)
+        outs[dtype] = [host(a) for a in (y, d_in, layer.grads["W"], layer.grads["b"], layer.W)]
+    eps32 = tol(xp.float32, xp, 1.0)
+    for got, ref in zip(outs["float32"], outs["float64"], strict=True):
+        scale = np.abs(ref).max()
+        assert scale > 0
+        np.testing.assert_allclose(got, ref, rtol=0, atol=200 * eps32 * scale)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_outputs_and_gradients_stay_on_device_and_dtype(backend, dtype):
+    xp, device = backend
+    layer = DenseLayer(6, 4, "gelu", seed=2, dtype=dtype, device=device, xp=xp)
+    assert layer.dtype == getattr(xp, dtype)
+    y = layer.forward(np.arange(12).reshape(2, 6))  # integers, on the host
+    d_in = layer.backward(np.ones((2, 4)), lr=0.1)
+    for a in (y, d_in, layer.W, layer.b, *layer.grads.values()):
+        assert array_api_compat.array_namespace(a) is layer.xp
+        assert array_api_compat.device(a) == device
+        assert a.dtype == layer.dtype
+
+
+def test_default_dtype_is_the_namespace_default(backend):
+    xp, device = backend
+    layer = DenseLayer(2, 2, device=device, xp=xp)
+    expected = xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+    assert layer.dtype == expected
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_same_seed_same_weights_on_every_backend(backend, dtype):
+    xp, device = backend
+    layer = DenseLayer(7, 5, seed=123, dtype=dtype, device=device, xp=xp)
+    expected = (np.random.RandomState(123).randn(7, 5) * 0.01).astype(dtype)
+    np.testing.assert_array_equal(dense_xp.to_numpy(layer.W), expected)
+    np.testing.assert_array_equal(host(layer.b), np.zeros((1, 5)))
+
+
+def test_backward_without_lr_keeps_gradients_and_leaves_parameters(backend):
+    xp, device = backend
+    layer = DenseLayer(3, 2, "sigmoid", seed=4, dtype="float64", device=device, xp=xp)
+    W0 = host(layer.W)
+    layer.forward([[0.5, -1.0, 2.0], [1.0, 1.0, 1.0]])
+    layer.backward([[1.0, 2.0], [3.0, -4.0]], lr=None)
+    np.testing.assert_array_equal(host(layer.W), W0)
+    assert set(layer.grads) == {"W", "b"}
+    assert np.abs(host(layer.grads["W"])).max() > 0
+
+
+def test_no_bias(backend):
+    xp, device = backend
+    layer = DenseLayer(3, 2, "relu", seed=4, use_bias=False, dtype="float64", device=device, xp=xp)
+    assert layer.b is None
+    assert set(layer.parameters()) == {"W"}
+    layer.forward([[1.0, 2.0, 3.0]])
+    layer.backward([[1.0, 1.0]])
+    assert set(layer.grads) == {"W"}
+
+
+def test_to_moves_parameters_and_gives_the_same_outputs(backend):
+    xp, device = backend
+    layer = DenseLayer(5, 3, "silu", seed=8, dtype="float64")
+    X = np.random.default_rng(0).normal(size=(4, 5))
+    expected = host(layer.forward(X))
+    layer.forward(X)
+    layer.backward(np.ones((4, 3)), lr=None)
+    assert layer.to(device, xp=xp) is layer
+    assert layer.device == device
+    assert array_api_compat.device(layer.W) == device
+    assert array_api_compat.device(layer.grads["W"]) == device
+    layer.W = layer.W  # parameters are plain attributes
+    np.testing.assert_allclose(host(layer.forward(X)), expected, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="before `forward`"):
+        layer.to(device, xp=xp).backward(np.ones((4, 3)))
+    layer.to("cpu")
+    assert isinstance(layer.W, np.ndarray)
+    np.testing.assert_allclose(host(layer.forward(X)), expected, rtol=1e-12)
+
+
+def test_repr_names_the_essentials(backend):
+    xp, device = backend
+    text = repr(DenseLayer(3, 2, "tanh", device=device, xp=xp, dtype="float32"))
+    assert "DenseLayer(3, 2" in text
+    assert "'tanh'" in text
+    assert "float32" in text
