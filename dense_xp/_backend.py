@@ -26,6 +26,7 @@ __all__ = [
     "DeviceUnavailableError",
     "as_input",
     "from_host",
+    "read_npz",
     "get_default_device",
     "host_rng",
     "mover",
@@ -34,6 +35,7 @@ __all__ = [
     "set_default_device",
     "to_numpy",
     "use_device",
+    "write_npz",
 ]
 
 ENV_VAR = "DENSE_XP_DEVICE"
@@ -311,8 +313,10 @@ def _describe(x: Any) -> str:
     return f"an array of {namespace_name(array_api_compat.array_namespace(x))} on device {where!r}"
 
 
-def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any) -> Any:
+def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> Any:
     """``x`` as an array of ``xp`` on ``device`` with ``dtype``, moving host data there.
+
+    ``dtype=None`` keeps the (real or integer) dtype of ``x``.
 
     Host data (NumPy arrays, nested lists, scalars) is moved to the device.
     Arrays of another library, or on another device, are refused with a
@@ -331,7 +335,7 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         if not xp.isdtype(x.dtype, ("integral", "real floating")):
             msg = f"`{name}` must hold real numbers, got dtype {x.dtype}"
             raise TypeError(msg)
-        return x if x.dtype == dtype else xp.astype(x, dtype)
+        return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
@@ -362,3 +366,21 @@ def cuda_report() -> dict[str, Any]:
     report["available"] = reason is None and cuda_unusable_reason(0) is None
     report["reason"] = reason if reason is not None else cuda_unusable_reason(0)
     return report
+
+
+# --------------------------------------------------------------------------
+# Host files: .npz without pickle
+# --------------------------------------------------------------------------
+def write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` (host arrays, stored little-endian) to an open binary ``file``."""
+    np.savez(file, **{k: np.asarray(a, dtype=np.asarray(a).dtype.newbyteorder("<")) for k, a in arrays.items()})
+
+
+def read_npz(path: Any) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``.
+
+    Raises whatever NumPy raises for a damaged file (``ValueError``,
+    ``OSError``, ``zipfile.BadZipFile``, ``EOFError``); callers translate.
+    """
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}

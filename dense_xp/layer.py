@@ -184,6 +184,17 @@ class DenseLayer:
         """The trainable arrays by name: ``{"W": W, "b": b}`` (no ``"b"`` without bias)."""
         return {"W": self.W} if self.b is None else {"W": self.W, "b": self.b}
 
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (without parameters, dtype or device)."""
+        return {
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "activation": self.activation,
+            "seed": self.seed,
+            "init": self.init,
+            "use_bias": self.b is not None,
+        }
+
     def to(self, device: Any = None, *, xp: Any = None) -> DenseLayer:
         """Move parameters and gradients to ``device`` (of ``xp``); returns the layer.
 
