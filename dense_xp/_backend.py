@@ -22,16 +22,21 @@ import array_api_compat
 import array_api_compat.numpy
 import numpy as np
 
+from . import _fused
+
 __all__ = [
     "DeviceUnavailableError",
+    "as_dataset",
     "as_input",
     "from_host",
-    "read_npz",
+    "fused_ops",
     "get_default_device",
     "host_rng",
     "mover",
     "namespace_name",
+    "read_npz",
     "resolve_device",
+    "rows",
     "set_default_device",
     "to_numpy",
     "use_device",
@@ -313,6 +318,37 @@ def _describe(x: Any) -> str:
     return f"an array of {namespace_name(array_api_compat.array_namespace(x))} on device {where!r}"
 
 
+def _host_array(x: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        msg = f"`{name}` must be a rectangular array of real numbers, got {type(x).__name__}: {exc}"
+        raise ValueError(msg) from None
+    if arr.dtype.kind not in "iuf":
+        msg = f"`{name}` must hold real numbers, got dtype {arr.dtype} ({type(x).__name__})"
+        raise TypeError(msg)
+    return arr
+
+
+def as_dataset(x: Any, *, name: str, xp: Any, device: Any) -> Any:
+    """Keep an array of ``xp`` on ``device`` as it is; anything else becomes a host NumPy array.
+
+    Training data stays where the user put it: host data is moved to the
+    device batch by batch (:func:`rows`), so it may be larger than device memory.
+    """
+    on_host = isinstance(x, (np.ndarray, np.generic)) or not array_api_compat.is_array_api_obj(x)
+    if on_host and not array_api_compat.is_numpy_namespace(xp):
+        return _host_array(x, name)
+    return as_input(x, name=name, xp=xp, device=device)
+
+
+def rows(data: Any, index: Any, *, xp: Any, device: Any) -> Any:
+    """``data[index]`` for a slice or a host integer index array, wherever ``data`` lives."""
+    if isinstance(index, slice) or isinstance(data, np.ndarray):
+        return data[index]
+    return xp.take(data, from_host(index, xp=xp, device=device), axis=0)
+
+
 def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> Any:
     """``x`` as an array of ``xp`` on ``device`` with ``dtype``, moving host data there.
 
@@ -336,15 +372,24 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
             msg = f"`{name}` must hold real numbers, got dtype {x.dtype}"
             raise TypeError(msg)
         return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
-    try:
-        arr = np.asarray(x)
-    except (ValueError, TypeError) as exc:
-        msg = f"`{name}` must be a rectangular array of real numbers, got {type(x).__name__}: {exc}"
-        raise ValueError(msg) from None
-    if arr.dtype.kind not in "iuf":
-        msg = f"`{name}` must hold real numbers, got dtype {arr.dtype} ({type(x).__name__})"
-        raise TypeError(msg)
-    return from_host(arr, xp=xp, device=device, dtype=dtype)
+    return from_host(_host_array(x, name), xp=xp, device=device, dtype=dtype)
+
+
+def fused_ops(xp: Any) -> Any:
+    """Fused hot-path kernels for ``xp`` (NumPy ufunc chains, CuPy elementwise kernels), or ``None``."""
+    if array_api_compat.is_numpy_namespace(xp):
+        return _NUMPY_OPS
+    if array_api_compat.is_cupy_namespace(xp):
+        return _cupy_ops()
+    return None
+
+
+_NUMPY_OPS = _fused.NumpyOps(np)
+
+
+@functools.cache
+def _cupy_ops() -> Any:
+    return _fused.CupyOps(_cupy()[0])
 
 
 def cuda_report() -> dict[str, Any]:
@@ -373,7 +418,9 @@ def cuda_report() -> dict[str, Any]:
 # --------------------------------------------------------------------------
 def write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` (host arrays, stored little-endian) to an open binary ``file``."""
-    np.savez(file, **{k: np.asarray(a, dtype=np.asarray(a).dtype.newbyteorder("<")) for k, a in arrays.items()})
+    np.savez(
+        file, **{k: np.asarray(a, dtype=np.asarray(a).dtype.newbyteorder("<")) for k, a in arrays.items()}
+    )
 
 
 def read_npz(path: Any) -> dict[str, np.ndarray]:

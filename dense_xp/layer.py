@@ -84,6 +84,7 @@ class DenseLayer:
         self.grads: dict[str, Any] = {}
         self._cache: tuple[Any, Any] | None = None
         self._inplace = array_api_compat.is_writeable_array(self.W)
+        self._fused = _backend.fused_ops(self.xp)
 
     # -- the contract -----------------------------------------------------
     def forward(self, X: Any) -> Any:
@@ -100,9 +101,12 @@ class DenseLayer:
         """
         X = self._input(X)
         z = X @ self.W
-        if self.b is not None:
-            z = self._add_(z, self.b)
-        y = self._act.forward(z, xp=self.xp)
+        fused = self._fused and self._fused.forward(z, self.b, self.activation)
+        if fused:
+            z, y = fused
+        else:
+            z = z if self.b is None else self._add_(z, self.b)
+            y = self._act.forward(z, xp=self.xp)
         self._cache = (X, z if self._act.saves == "input" else y)
         return y
 
@@ -127,7 +131,8 @@ class DenseLayer:
             raise RuntimeError(msg)
         X, saved = self._cache
         d_out = self._d_out(d_out, (X.shape[0], self.output_size))
-        dz = self._act.backward(d_out, saved, xp=self.xp)
+        dz = self._fused and self._fused.backward(d_out, saved, self.activation)
+        dz = self._act.backward(d_out, saved, xp=self.xp) if dz is None else dz
         dW = self._scale_(X.T @ dz, 1.0 / X.shape[0])
         d_input = dz @ self.W.T
         self.grads = {"W": dW}
@@ -207,6 +212,7 @@ class DenseLayer:
         self.grads = {name: move(grad) for name, grad in self.grads.items()}
         self.xp, self.device, self._cache = new_xp, new_device, None
         self._inplace = array_api_compat.is_writeable_array(self.W)
+        self._fused = _backend.fused_ops(self.xp)
         return self
 
     def __repr__(self) -> str:

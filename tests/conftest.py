@@ -62,10 +62,8 @@ REQUIRED = _required()
 SELECTED = [n for n in BACKENDS if not REQUIRED or n.split("-")[0] in REQUIRED]
 
 
-@pytest.fixture(params=SELECTED, scope="session")
-def backend(request: pytest.FixtureRequest) -> tuple[Any, Any]:
-    """``(xp, device)`` of one available backend."""
-    name = request.param
+def load_backend(name: str) -> tuple[Any, Any]:
+    """``(xp, device)`` of backend ``name``; skip if unavailable, fail if required."""
     try:
         return BACKENDS[name]()
     except (ImportError, dense_xp.DeviceUnavailableError, ValueError) as exc:
@@ -73,6 +71,18 @@ def backend(request: pytest.FixtureRequest) -> tuple[Any, Any]:
         if name.split("-")[0] in REQUIRED:
             pytest.fail(f"{reason} (required by DENSE_XP_TEST_BACKENDS)")
         pytest.skip(reason)
+
+
+@pytest.fixture(params=SELECTED, scope="session")
+def backend(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    """``(xp, device)`` of one available backend."""
+    return load_backend(request.param)
+
+
+@pytest.fixture(params=[n for n in SELECTED if n in ("numpy", "cupy")], scope="session")
+def fused_backend(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    """``(xp, device)`` of the backends with fused kernels (NumPy, CuPy)."""
+    return load_backend(request.param)
 
 
 @pytest.fixture
