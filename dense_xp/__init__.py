@@ -16,18 +16,25 @@ from ._backend import (
 )
 from ._info import backend_info
 from .activations import ACTIVATIONS
+from .checkpoint import CheckpointError, load, save
 from .layer import DenseLayer
+from .sequential import Sequential, TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "CheckpointError",
     "DenseLayer",
     "DeviceUnavailableError",
+    "Sequential",
+    "TrainingDivergedError",
     "__version__",
     "backend_info",
     "get_default_device",
+    "load",
     "resolve_device",
+    "save",
     "set_default_device",
     "to_numpy",
     "use_device",

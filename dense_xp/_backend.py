@@ -26,8 +26,11 @@ from . import _fused
 
 __all__ = [
     "DeviceUnavailableError",
+    "array_bytes",
     "as_dataset",
     "as_input",
+    "bytes_array",
+    "float_errors_ignored",
     "from_host",
     "fused_ops",
     "get_default_device",
@@ -375,6 +378,12 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
     return from_host(_host_array(x, name), xp=xp, device=device, dtype=dtype)
 
 
+def float_errors_ignored() -> contextlib.AbstractContextManager[Any]:
+    """Silence overflow/invalid warnings of NumPy (and the libraries built on it, such as
+    array-api-strict) where the caller checks for non-finite values itself."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 def fused_ops(xp: Any) -> Any:
     """Fused hot-path kernels for ``xp`` (NumPy ufunc chains, CuPy elementwise kernels), or ``None``."""
     if array_api_compat.is_numpy_namespace(xp):
@@ -423,8 +432,18 @@ def write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
     )
 
 
+def bytes_array(data: bytes) -> np.ndarray:
+    """``data`` as a 1-D uint8 host array."""
+    return np.frombuffer(bytes(data), dtype=np.uint8).copy()
+
+
+def array_bytes(arr: Any) -> bytes:
+    """The raw bytes of a 1-D uint8 host array."""
+    return np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
+
+
 def read_npz(path: Any) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``, read with ``allow_pickle=False``.
+    """Every array of the ``.npz`` at ``path`` (a path or an open binary file), read with ``allow_pickle=False``.
 
     Raises whatever NumPy raises for a damaged file (``ValueError``,
     ``OSError``, ``zipfile.BadZipFile``, ``EOFError``); callers translate.

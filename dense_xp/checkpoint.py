@@ -72,12 +72,6 @@ def _layers_of(obj: Any) -> tuple[str, list[DenseLayer]]:
     raise TypeError(msg)
 
 
-def _bytes_array(data: bytes) -> Any:
-    """``data`` as a 1-D uint8 host array."""
-    host_xp, host_device = _backend.resolve_device("cpu")
-    return _backend.to_numpy(host_xp.asarray(list(data), dtype=host_xp.uint8, device=host_device))
-
-
 def _write_atomic(name: str, arrays: dict[str, Any]) -> None:
     """Write to a new file next to ``name``, fsync it, then rename it onto ``name``."""
     directory, base = os.path.split(os.path.abspath(name))
@@ -146,7 +140,9 @@ def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
         "dense_xp_version": __version__,
         "layers": entries,
     }
-    arrays["manifest"] = _bytes_array(json.dumps(manifest, sort_keys=True, allow_nan=False).encode("utf-8"))
+    arrays["manifest"] = _backend.bytes_array(
+        json.dumps(manifest, sort_keys=True, allow_nan=False).encode("utf-8")
+    )
     _write_atomic(name, arrays)
 
 
@@ -184,7 +180,7 @@ def _manifest(name: str, entries: dict[str, Any]) -> dict[str, Any]:
     if not _is_array(raw) or raw.ndim != 1 or _checks.dtype_name(raw.dtype) != "uint8":
         raise _error(name, "its 'manifest' entry is not a 1-D uint8 array of JSON bytes")
     try:
-        manifest = json.loads(bytes(memoryview(raw)).decode("utf-8"))
+        manifest = json.loads(_backend.array_bytes(raw).decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise _error(name, f"its manifest is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(manifest, dict):

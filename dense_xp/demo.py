@@ -79,7 +79,7 @@ def train_digits(
         X_train,
         y_train,
         loss="softmax_cross_entropy",
-        optimizer=Adam(lr=2e-3),
+        optimizer=Adam(lr=3e-3),
         epochs=epochs,
         batch_size=32,
         seed=seed,

@@ -200,6 +200,12 @@ class DenseLayer:
             "use_bias": self.b is not None,
         }
 
+    def save(self, path: Any) -> None:
+        """Write a checkpoint (see :func:`dense_xp.save`)."""
+        from .checkpoint import save
+
+        save(self, path)
+
     def to(self, device: Any = None, *, xp: Any = None) -> DenseLayer:
         """Move parameters and gradients to ``device`` (of ``xp``); returns the layer.
 

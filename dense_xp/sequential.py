@@ -105,7 +105,9 @@ class Sequential:
         if y.ndim == 0 or y.shape[0] != X.shape[0]:
             msg = f"`X` and `y` must have the same length, got {X.shape[0]} and {tuple(y.shape)}"
             raise ValueError(msg)
-        loss.validate(y, self.layers[-1].output_size)
+        validate = getattr(loss, "validate", None)  # a user's own loss may not check targets
+        if validate is not None:
+            validate(y, self.layers[-1].output_size)
         return X, y
 
     def _batches(self, n: int, batch_size: int, order: Any) -> Iterator[Any]:
@@ -165,45 +167,53 @@ class Sequential:
                 msg = f"`validation_data` must be a pair (X_val, y_val), got {type(validation_data).__name__}"
                 raise TypeError(msg)
             validation_data = self._data(*validation_data, loss, name="validation_data[0]")
+        with _backend.float_errors_ignored():  # divergence is reported as TrainingDivergedError
+            return self._fit(
+                X, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, rng, progress
+            )
+
+    def _fit(
+        self, X: Any, y: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool,
+        validation_data: Any, rng: Any, progress: bool,
+    ) -> dict[str, list[float]]:  # fmt: skip
         history: dict[str, list[float]] = {"loss": [], "accuracy": []}
-        n, xp, device = X.shape[0], self.xp, self.device
-        for epoch in range(epochs):
-            checkpoint = [xp.asarray(p, copy=True) for p in self.parameters()]
+        n = X.shape[0]
+        for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
-            total_loss, total_acc = 0.0, xp.zeros((), dtype=self.dtype, device=device)
             with tqdm(
-                total=n,
-                desc=f"epoch {epoch + 1}/{epochs}",
-                unit="sample",
-                disable=None if progress else True,
-                leave=False,
+                total=n, desc=f"epoch {epoch}/{epochs}", unit="sample", disable=None if progress else True
             ) as bar:
-                for batch, index in enumerate(self._batches(n, batch_size, order)):
-                    Xb, yb = (
-                        _backend.rows(X, index, xp=xp, device=device),
-                        _backend.rows(y, index, xp=xp, device=device),
-                    )
-                    out = self.forward(Xb)
-                    value, grad = loss(out, yb)
-                    value = float(value)
-                    if not math.isfinite(value):
-                        self._keep_finite(checkpoint)
-                        msg = f"training diverged at epoch {epoch + 1}, batch {batch + 1}: loss is {value}"
-                        raise TrainingDivergedError(msg, epoch=epoch + 1, batch=batch + 1)
-                    self.backward(grad)
-                    self._step(optimizer)
-                    size = out.shape[0]
-                    total_loss += value * size
-                    total_acc = total_acc + accuracy(out, yb) * size
-                    bar.update(size)
-                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-            history["loss"].append(total_loss / n)
-            history["accuracy"].append(float(total_acc) / n)
-            if validation_data is not None:
-                scores = self._evaluate(*validation_data, loss=loss, batch_size=batch_size)
-                history.setdefault("val_loss", []).append(scores["loss"])
-                history.setdefault("val_accuracy", []).append(scores["accuracy"])
+                scores = self._epoch(X, y, loss, optimizer, batch_size, order, epoch, bar)
+                if validation_data is not None:
+                    val = self._evaluate(*validation_data, loss=loss, batch_size=batch_size)
+                    scores |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+                bar.set_postfix({name: f"{value:.4f}" for name, value in scores.items()})
+            for name, value in scores.items():
+                history.setdefault(name, []).append(value)
         return history
+
+    def _epoch(
+        self, X: Any, y: Any, loss: Any, optimizer: Any, batch_size: int, order: Any, epoch: int, bar: Any
+    ) -> dict[str, float]:
+        xp, device, n = self.xp, self.device, X.shape[0]
+        checkpoint = [xp.asarray(p, copy=True) for p in self.parameters()]
+        total_loss, total_acc = 0.0, xp.zeros((), dtype=self.dtype, device=device)
+        for batch, index in enumerate(self._batches(n, batch_size, order), start=1):
+            out = self.forward(_backend.rows(X, index, xp=xp, device=device))
+            yb = _backend.rows(y, index, xp=xp, device=device)
+            value, grad = loss(out, yb)
+            value = float(value)
+            if not math.isfinite(value):
+                self._keep_finite(checkpoint)
+                msg = f"training diverged at epoch {epoch}, batch {batch}: loss is {value}"
+                raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
+            self.backward(grad)
+            self._step(optimizer)
+            total_loss += value * out.shape[0]
+            total_acc = total_acc + accuracy(out, yb) * out.shape[0]
+            bar.update(out.shape[0])
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        return {"loss": total_loss / n, "accuracy": float(total_acc) / n}
 
     def _step(self, optimizer: Any) -> None:
         slots = [(layer, name) for layer in self.layers for name in layer.parameters()]

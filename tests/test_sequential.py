@@ -1,0 +1,216 @@
+"""Sequential: whole-model gradients, fit/evaluate/predict, divergence, bad input."""
+
+from __future__ import annotations
+
+import io
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import dense_xp
+from dense_xp import DenseLayer, Sequential
+from dense_xp.demo import build_model, load_digits_split, train_digits
+from dense_xp.losses import get_loss
+from dense_xp.optimizers import SGD
+from tests.helpers import host
+
+
+def _mlp(xp, device, dtype="float64", seed=0):
+    return Sequential(
+        [
+            DenseLayer(5, 7, "tanh", seed=seed, init="glorot_normal", dtype=dtype, device=device, xp=xp),
+            DenseLayer(7, 6, "gelu", seed=seed + 1, init="he_normal", dtype=dtype, device=device, xp=xp),
+            DenseLayer(6, 3, None, seed=seed + 2, init="glorot_uniform", dtype=dtype, device=device, xp=xp),
+        ]
+    )
+
+
+def _snapshot(model):
+    return [host(p) for p in model.parameters()]
+
+
+def _assert_same(model, before):
+    for p, q in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(host(p), q)
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "softmax_cross_entropy"])
+def test_whole_model_backward_matches_finite_differences(backend, loss_name):
+    xp, device = backend
+    model = _mlp(xp, device)
+    loss = get_loss(loss_name)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 5))
+    y = rng.normal(size=(6, 3)) if loss_name == "mse" else np.array([0, 2, 1, 1, 0, 2])
+    n = X.shape[0]
+
+    def value():
+        return float(loss(model.forward(X), y)[0])
+
+    _, grad = loss(model.forward(X), y)
+    d_input = host(model.backward(grad))
+    grads = [host(g) for layer in model.layers for g in layer.grads.values()]
+    h = 1e-6
+    for (layer, name), analytic in zip(
+        [(layer, name) for layer in model.layers for name in layer.parameters()], grads, strict=True
+    ):
+        base = host(getattr(layer, name))
+        numeric = np.zeros_like(base)
+        for idx in np.ndindex(base.shape):
+            for sign in (1, -1):
+                shifted = base.copy()
+                shifted[idx] += sign * h
+                setattr(layer, name, xp.asarray(shifted, device=device))
+                numeric[idx] += sign * value() / (2 * h)
+        setattr(layer, name, xp.asarray(base, device=device))
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+    numeric_x = np.zeros_like(X)
+    for idx in np.ndindex(X.shape):
+        plus, minus = X.copy(), X.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        numeric_x[idx] = (
+            float(loss(model.forward(plus), y)[0]) - float(loss(model.forward(minus), y)[0])
+        ) / (2 * h)
+    np.testing.assert_allclose(d_input / n, numeric_x, rtol=1e-5, atol=1e-8)
+    assert np.abs(numeric_x).max() > 1e-4
+
+
+def test_fit_reaches_the_digits_target(backend):
+    xp, device = backend
+    result = train_digits(device=device, xp=xp, epochs=40, progress=False, baseline=False)
+    assert result["test_accuracy"] >= 0.97
+    history = result["history"]
+    assert len(history["loss"]) == 40
+    assert history["loss"][-1] < history["loss"][0] / 10
+    assert history["accuracy"][-1] > 0.99
+
+
+def test_fit_beats_or_matches_scikit_learn_on_cpu():
+    result = train_digits(device="cpu", epochs=40, progress=False, baseline=True)
+    assert result["test_accuracy"] >= result["sklearn_accuracy"] >= 0.95
+
+
+def test_fit_with_validation_data_and_device_arrays(backend):
+    xp, device = backend
+    X_train, X_test, y_train, y_test = load_digits_split(0)
+    model = build_model(0, dtype="float32", device=device, xp=xp)
+    X_dev = xp.asarray(X_train[:256], dtype=xp.float32, device=device)
+    history = model.fit(X_dev, y_train[:256], loss="softmax_cross_entropy", optimizer="sgd", epochs=2,
+                        batch_size=64, shuffle=True, seed=3, validation_data=(X_test, y_test), progress=False)  # fmt: skip
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 2 for v in history.values())
+    assert all(np.isfinite(v).all() for v in history.values())
+
+
+def test_fit_is_reproducible_with_a_seed(backend):
+    xp, device = backend
+    X, _, y, _ = load_digits_split(0)
+    runs = []
+    for _ in range(2):
+        model = build_model(1, dtype="float64", device=device, xp=xp)
+        model.fit(X[:200], y[:200], loss="softmax_cross_entropy", epochs=2, seed=5, progress=False)
+        runs.append(_snapshot(model))
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_predict_in_batches_equals_one_pass(backend):
+    xp, device = backend
+    model = _mlp(xp, device)
+    X = np.random.default_rng(1).normal(size=(23, 5))
+    full = model.predict(X)
+    assert array_api_compat.device(full) == device
+    assert full.shape == (23, 3)
+    np.testing.assert_allclose(host(model.predict(X, batch_size=4)), host(full), rtol=1e-12)
+    scores = model.evaluate(X, np.arange(23) % 3, loss="softmax_cross_entropy")
+    assert set(scores) == {"loss", "accuracy"}
+    assert 0.0 <= scores["accuracy"] <= 1.0
+
+
+def test_divergence_raises_and_keeps_finite_weights(backend):
+    xp, device = backend
+    X, _, y, _ = load_digits_split(0)
+    model = build_model(0, dtype="float32", device=device, xp=xp)
+    with pytest.raises(
+        dense_xp.TrainingDivergedError, match=r"training diverged at epoch 1, batch \d+"
+    ) as info:
+        model.fit(X, y, loss="softmax_cross_entropy", optimizer=SGD(lr=1e12), epochs=3, progress=False)
+    assert info.value.epoch == 1
+    assert info.value.batch >= 2
+    assert all(np.isfinite(p).all() for p in _snapshot(model))
+
+
+def test_progress_bar_shows_on_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    X, _, y, _ = load_digits_split(0)
+    build_model(0).fit(X[:64], y[:64], loss="softmax_cross_entropy", epochs=1, batch_size=16, progress=True)
+    text = screen.getvalue()
+    assert "epoch 1/1" in text
+    assert "sample/s" in text
+    assert "loss=" in text
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    build_model(0).fit(X[:64], y[:64], loss="softmax_cross_entropy", epochs=1, progress=False)
+    assert quiet.getvalue() == ""
+
+
+FIT_BAD = [
+    ({"y": np.zeros((10, 2))}, ValueError, r"`y` must have shape \(n,\) or \(n, 10\) with n >= 1 for softmax_cross_entropy, got shape \(10, 2\)"),
+    ({"y": np.zeros(9, dtype=int)}, ValueError, r"`X` and `y` must have the same length, got 10 and \(9,\)"),
+    ({"y": np.full(10, 10)}, ValueError, r"`y`.*10"),
+    ({"y": np.full(10, -1)}, ValueError, r"`y`.*-1"),
+    ({"y": np.zeros(10, dtype=bool)}, TypeError, r"`y` must hold real numbers, got dtype bool"),
+    ({"y": np.full(10, 0.5)}, (TypeError, ValueError), r"`y`"),
+    ({"X": np.zeros((10, 63))}, ValueError, r"`X` must have shape \(n, 64\) with n >= 1, got \(10, 63\)"),
+    ({"loss": "hinge"}, ValueError, r"`loss` must be .*'softmax_cross_entropy'.*got 'hinge'"),
+    ({"optimizer": "rmsprop"}, ValueError, r"`optimizer` must be .*'adam'.*got 'rmsprop'"),
+    ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1, got 0"),
+    ({"epochs": -1}, ValueError, r"`epochs` must be an integer >= 0, got -1"),
+    ({"epochs": 1.5}, TypeError, r"`epochs` must be an integer >= 0, got float 1.5"),
+    ({"validation_data": np.zeros((3, 64))}, TypeError, r"`validation_data` must be a pair"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), FIT_BAD)
+def test_fit_rejects_bad_input_and_changes_nothing(backend, kwargs, exc, match):
+    xp, device = backend
+    model = build_model(0, dtype="float32", device=device, xp=xp)
+    args = {
+        "X": np.ones((10, 64)),
+        "y": np.arange(10),
+        "loss": "softmax_cross_entropy",
+        "progress": False,
+    } | kwargs
+    before = _snapshot(model)
+    with pytest.raises(exc, match=match):
+        model.fit(args.pop("X"), args.pop("y"), **args)
+    _assert_same(model, before)
+
+
+def test_constructor_rejects_bad_stacks():
+    with pytest.raises(TypeError, match=r"`layers` must be a non-empty list of DenseLayer"):
+        Sequential([])
+    with pytest.raises(TypeError, match=r"`layers` must be a non-empty list of DenseLayer"):
+        Sequential([DenseLayer(2, 2), "relu"])
+    with pytest.raises(ValueError, match=r"`layers\[1\]` takes 4 inputs but `layers\[0\]` gives 3"):
+        Sequential([DenseLayer(2, 3), DenseLayer(4, 1)])
+    with pytest.raises(ValueError, match=r"`layers` must share one device and dtype"):
+        Sequential([DenseLayer(2, 3, dtype="float32"), DenseLayer(3, 1, dtype="float64")])
+
+
+def test_to_moves_every_layer(backend):
+    xp, device = backend
+    model = _mlp(None, "cpu")
+    X = np.random.default_rng(2).normal(size=(4, 5))
+    expected = host(model.predict(X))
+    assert model.to(device, xp=xp) is model
+    assert all(array_api_compat.device(p) == device for p in model.parameters())
+    np.testing.assert_allclose(host(model.predict(X)), expected, rtol=1e-12)
+    assert "DenseLayer(5, 7" in repr(model)
