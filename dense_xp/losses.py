@@ -1,0 +1,322 @@
+"""Loss functions and accuracy, written against the array API.
+
+A loss is an object called as ``loss(y_pred, y_true) -> (value, grad)``:
+
+* ``value`` is the mean loss over the batch, a 0-d array on ``y_pred``'s device;
+* ``grad`` is the per-sample gradient ``dl_i/dy_i`` (not divided by the batch
+  size ``n``: :meth:`dense_xp.DenseLayer.backward` divides by ``n`` itself),
+  with ``y_pred``'s shape, dtype and device.
+
+``y_pred`` holds raw outputs (logits for the two cross-entropies), shape
+``(n, k)``. ``y_true`` may be host data or an array on ``y_pred``'s device.
+``validate`` checks targets once, values included, before training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+from . import _backend
+from ._checks import check_int, dtype_name
+
+__all__ = [
+    "LOSSES",
+    "BinaryCrossEntropy",
+    "Loss",
+    "MeanSquaredError",
+    "SoftmaxCrossEntropy",
+    "accuracy",
+    "binary_cross_entropy",
+    "get_loss",
+    "mse",
+    "softmax_cross_entropy",
+]
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def _prepare(y_pred: Any, y_true: Any, *, cast: bool) -> tuple[Any, Any]:
+    """``(xp, y_true)`` with ``y_true`` on ``y_pred``'s device, in ``y_pred``'s dtype if ``cast``."""
+    xp = array_api_compat.array_namespace(y_pred)
+    if y_pred.ndim != 2 or not xp.isdtype(y_pred.dtype, "real floating"):
+        got = f"{dtype_name(y_pred.dtype)} {_shape(y_pred)}"
+        msg = f"`y_pred` must be a real floating array of shape (n, k), got {got}"
+        raise ValueError(msg)
+    dev = array_api_compat.device(y_pred)
+    dtype = y_pred.dtype if cast else None
+    return xp, _backend.as_input(y_true, name="y_true", xp=xp, device=dev, dtype=dtype)
+
+
+def _same_shape(y_pred: Any, y_true: Any, *, xp: Any) -> Any:
+    """``y_true`` with ``y_pred``'s shape; ``(n,)`` is taken as ``(n, 1)`` when ``k == 1``."""
+    n, k = _shape(y_pred)
+    if _shape(y_true) == (n, k):
+        return y_true
+    if k == 1 and _shape(y_true) == (n,):
+        return xp.reshape(y_true, (n, 1))
+    also = f" or ({n},)" if k == 1 else ""
+    msg = f"`y_true` must have y_pred's shape ({n}, {k}){also}, got shape {_shape(y_true)}"
+    raise ValueError(msg)
+
+
+def _host_or_device(y: Any) -> tuple[Any, Any]:
+    """``(xp, y)``: an array stays where it is, other data becomes a host array."""
+    if array_api_compat.is_array_api_obj(y):
+        xp, dev = array_api_compat.array_namespace(y), array_api_compat.device(y)
+    else:
+        xp, dev = _backend.resolve_device("cpu")
+    return xp, _backend.as_input(y, name="y", xp=xp, device=dev)
+
+
+def _min_max(y: Any, *, xp: Any) -> tuple[float, float]:
+    """The smallest and largest value of ``y``, read with one transfer (NaN if any is NaN)."""
+    both = _backend.to_numpy(xp.stack([xp.min(y), xp.max(y)]))
+    return float(both[0]), float(both[1])
+
+
+def _check_labels(t: Any, n: int, k: int, *, xp: Any) -> None:
+    """Cheap checks of class indices ``t`` (no device sync)."""
+    if _shape(t) != (n,):
+        msg = f"`y_true` must be class indices of shape ({n},) or one-hot rows ({n}, {k}), got {_shape(t)}"
+        raise ValueError(msg)
+    if not xp.isdtype(t.dtype, "integral"):
+        msg = f"`y_true` as class indices of shape ({n},) must hold integers, got dtype {dtype_name(t.dtype)}"
+        raise TypeError(msg)
+
+
+class Loss:
+    """Base class: a named loss ``loss(y_pred, y_true) -> (value, grad)`` (see the module docstring)."""
+
+    name = "loss"
+
+    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        """Mean loss (0-d array) and per-sample gradient ``(n, k)`` of ``y_pred`` against ``y_true``."""
+        raise NotImplementedError
+
+    def validate(self, y_true: Any, n_outputs: int, *, n_samples: int | None = None) -> None:
+        """Check targets ``y`` once, values included, for a model with ``n_outputs`` outputs.
+
+        Parameters
+        ----------
+        y_true : array_like, shape (n, n_outputs), or (n,) where the loss allows it
+            Host data or an array on any device.
+        n_outputs : int
+            Number of model outputs ``k``.
+        n_samples : int, optional
+            Expected number of rows ``n`` (that of ``X``).
+
+        Raises
+        ------
+        TypeError
+            The targets are not real numbers, or have the wrong kind of dtype.
+        ValueError
+            Wrong shape or length, or values out of range; the message names
+            ``y`` and shows what was received.
+        """
+        n_outputs = check_int(n_outputs, "n_outputs")
+        if n_samples is not None:
+            n_samples = check_int(n_samples, "n_samples")
+        xp, y = _host_or_device(y_true)
+        shape = _shape(y)
+        allowed = self._allowed_shapes(y, n_outputs)
+        n = shape[0] if shape else 0
+        if not shape or shape[1:] not in allowed or n == 0:
+            forms = " or ".join(str(("n", *s)).replace("'", "") for s in allowed)
+            msg = f"`y` must have shape {forms} with n >= 1 for {self.name}, got shape {shape}"
+            raise ValueError(msg)
+        if n_samples is not None and n != n_samples:
+            msg = f"`y` must have one row per sample of X ({n_samples}), got {n}"
+            raise ValueError(msg)
+        low, high = _min_max(y, xp=xp)
+        self._check_values(y, low, high, n_outputs, xp=xp)
+
+    # hooks for validate
+    def _allowed_shapes(self, y: Any, n_outputs: int) -> list[tuple[int, ...]]:
+        return [(n_outputs,), ()] if n_outputs == 1 else [(n_outputs,)]
+
+    def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
+        if not (math.isfinite(low) and math.isfinite(high)):
+            msg = f"`y` must hold finite numbers, got values in [{low}, {high}]"
+            raise ValueError(msg)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MeanSquaredError(Loss):
+    """``l_i = mean_j (y_ij - t_ij)^2``; the mean loss equals ``torch.nn.MSELoss()``.
+
+    ``grad = 2 (y - t) / k``. ``y_true`` has ``y_pred``'s shape ``(n, k)``, or
+    ``(n,)`` when ``k == 1``.
+    """
+
+    name = "mse"
+
+    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        xp, y_true = _prepare(y_pred, y_true, cast=True)
+        diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
+        value = xp.mean(diff * diff)
+        scale = 2.0 / y_pred.shape[1]
+        if array_api_compat.is_writeable_array(diff):
+            diff *= scale
+            return value, diff
+        return value, diff * scale
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy from logits, as ``torch.nn.BCEWithLogitsLoss()``.
+
+    ``l = max(z, 0) - z t + log1p(exp(-|z|))`` averaged over all elements;
+    ``grad = (sigmoid(z) - t) / k``. Targets lie in ``[0, 1]``, shape
+    ``(n, k)`` or ``(n,)`` when ``k == 1``. Never overflows.
+    """
+
+    name = "binary_cross_entropy"
+
+    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        z = y_pred
+        xp, t = _prepare(z, y_true, cast=True)
+        t = _same_shape(z, t, xp=xp)
+        e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow
+        value = xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(e))
+        grad = xp.where(z >= 0, 1.0, e) / (1.0 + e)  # sigmoid(z), both branches stable
+        k = z.shape[1]
+        if array_api_compat.is_writeable_array(grad):
+            grad -= t
+            if k != 1:
+                grad /= k
+            return value, grad
+        grad = grad - t
+        return value, grad if k == 1 else grad / k
+
+    def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
+        if not (low >= 0 and high <= 1):  # NaN fails too
+            msg = f"`y` must hold binary targets in [0, 1], got values in [{low}, {high}]"
+            raise ValueError(msg)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits, as ``torch.nn.CrossEntropyLoss()``.
+
+    ``y_true`` is either integer class indices, shape ``(n,)`` with values in
+    ``[0, k)``, or one-hot / probability rows, shape ``(n, k)``.
+    ``l_i = -sum_j t_ij log softmax(z_i)_j``; ``grad = softmax(z) - t`` (for
+    rows of ``t`` summing to 1).
+    """
+
+    name = "softmax_cross_entropy"
+
+    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        z = y_pred
+        xp, t = _prepare(z, y_true, cast=False)
+        n, k = _shape(z)
+        dev = array_api_compat.device(z)
+        labels = t.ndim == 1
+        if labels:
+            _check_labels(t, n, k, xp=xp)
+            kind = t.dtype if xp.iinfo(t.dtype).max >= k - 1 else xp.int64
+            t = xp.astype(t[:, None] == xp.arange(k, dtype=kind, device=dev), z.dtype)
+        else:
+            t = _same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        p = xp.exp(shifted)
+        total = xp.sum(p, axis=1, keepdims=True)
+        log_total = xp.log(total)
+        weight = None if labels else xp.sum(t, axis=1, keepdims=True)  # 1 for one-hot rows
+        picked = xp.sum(t * shifted)
+        value = (xp.sum(log_total if weight is None else weight * log_total) - picked) / n
+        if array_api_compat.is_writeable_array(p):
+            p /= total
+            if weight is not None:
+                p *= weight
+            p -= t
+            return value, p
+        p = p / total
+        return value, (p if weight is None else p * weight) - t
+
+    def _allowed_shapes(self, y: Any, n_outputs: int) -> list[tuple[int, ...]]:
+        return [(), (n_outputs,)]
+
+    def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
+        if y.ndim == 1:
+            if not xp.isdtype(y.dtype, "integral"):
+                msg = (
+                    f"`y` as class labels of shape (n,) must hold integers, got dtype {dtype_name(y.dtype)}; "
+                    "convert it to integers or pass one-hot rows of shape (n, k)"
+                )
+                raise TypeError(msg)
+            if low < 0 or high >= n_outputs:
+                msg = f"`y` must hold class labels in [0, {n_outputs}), got values in [{low:g}, {high:g}]"
+                raise ValueError(msg)
+            return
+        if not (low >= 0 and high <= 1):
+            msg = f"`y` as one-hot or probability rows must hold values in [0, 1], got [{low}, {high}]"
+            raise ValueError(msg)
+        sums = xp.sum(xp.astype(y, xp.float32) if dtype_name(y.dtype) == "float16" else y, axis=1)
+        lo, hi = _min_max(sums, xp=xp)
+        if abs(lo - 1) > 1e-3 or abs(hi - 1) > 1e-3:
+            msg = f"`y` as one-hot or probability rows must have rows summing to 1, got sums in [{lo}, {hi}]"
+            raise ValueError(msg)
+
+
+mse = MeanSquaredError()
+binary_cross_entropy = BinaryCrossEntropy()
+softmax_cross_entropy = SoftmaxCrossEntropy()
+LOSSES: dict[str, Loss] = {loss.name: loss for loss in (mse, binary_cross_entropy, softmax_cross_entropy)}
+
+
+def accuracy(y_pred: Any, y_true: Any) -> Any:
+    """Fraction of correct predictions, a 0-d array in ``y_pred``'s dtype and on its device.
+
+    Parameters
+    ----------
+    y_pred : array, shape (n, k)
+        Model outputs. With ``k == 1`` a prediction is ``logit > 0``;
+        otherwise it is the argmax of the row.
+    y_true : array_like, shape (n,) or (n, k)
+        With ``k == 1``: targets, true where ``>= 0.5``. Otherwise integer
+        class indices ``(n,)`` or one-hot rows ``(n, k)`` (compared by argmax).
+    """
+    xp, t = _prepare(y_pred, y_true, cast=False)
+    n, k = _shape(y_pred)
+    if k == 1:
+        t = _same_shape(y_pred, xp.astype(t, y_pred.dtype), xp=xp)
+        hits = (y_pred > 0) == (t >= 0.5)
+    else:
+        guess = xp.argmax(y_pred, axis=1)
+        if t.ndim == 2:
+            t = xp.argmax(_same_shape(y_pred, t, xp=xp), axis=1)
+        else:
+            _check_labels(t, n, k, xp=xp)
+        hits = guess == (t if t.dtype == guess.dtype else xp.astype(t, guess.dtype))
+    return xp.mean(xp.astype(hits, y_pred.dtype))
+
+
+def get_loss(loss: Any) -> Any:
+    """A loss by name (see :data:`LOSSES`), or ``loss`` itself when it is a callable loss object.
+
+    Raises
+    ------
+    ValueError
+        ``loss`` names no known loss; the message lists them.
+    TypeError
+        ``loss`` is neither a name nor a callable object (a class is refused:
+        pass an instance).
+    """
+    if isinstance(loss, str):
+        try:
+            return LOSSES[loss]
+        except KeyError:
+            valid = ", ".join(repr(name) for name in LOSSES)
+            msg = f"`loss` must be one of {valid} or a callable loss object; got {loss!r}"
+            raise ValueError(msg) from None
+    if isinstance(loss, type) or not callable(loss):
+        hint = " (pass an instance, not the class)" if isinstance(loss, type) else ""
+        msg = f"`loss` must be a name or a callable loss object{hint}, got {type(loss).__name__} {loss!r}"
+        raise TypeError(msg)
+    return loss

@@ -1,0 +1,294 @@
+"""Optimizers: torch.optim semantics, in-place updates, state placement and argument checks."""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+import pytest
+
+from dense_xp.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, get_optimizer
+from tests.helpers import host, tol
+
+SHAPES = [(4, 3), (1, 3)]
+SETTINGS = [
+    ("sgd", {"lr": 0.1}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("sgd", {"lr": 0.1, "weight_decay": 0.2}),
+    ("sgd", {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.1}),
+    ("sgd", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05}),
+    ("adam", {"lr": 0.05}),
+    ("adam", {"lr": 0.05, "weight_decay": 0.1}),
+    ("adam", {"lr": 0.02, "betas": (0.5, 0.8), "eps": 1e-3}),
+    ("adamw", {"lr": 0.05}),
+    ("adamw", {"lr": 0.05, "weight_decay": 0.3, "betas": (0.8, 0.9)}),
+    ("adamw", {"lr": 0.05, "weight_decay": 0.0}),
+]
+IDS = [f"{name}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for name, kw in SETTINGS]
+STATE_NAMES = {
+    "sgd": ("momentum_buffer",),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+}
+
+
+def _draws(seed, steps=5):
+    """Host float64 parameters and ``steps`` lists of gradients."""
+    rng = np.random.default_rng(seed)
+    params = [rng.normal(size=s) for s in SHAPES]
+    grads = [[rng.normal(size=s) for s in SHAPES] for _ in range(steps)]
+    return params, grads
+
+
+@pytest.mark.parametrize(("name", "kwargs"), SETTINGS, ids=IDS)
+def test_matches_torch_optim(backend, name, kwargs):
+    torch = pytest.importorskip("torch")
+    xp, device = backend
+    params0, grads = _draws(0)
+    ref_params = [torch.tensor(p, requires_grad=True) for p in params0]
+    torch_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    ref = torch_cls(ref_params, **kwargs)
+    opt = get_optimizer(name, **kwargs)
+    params = [xp.asarray(p.copy(), device=device) for p in params0]
+    for step_grads in grads:
+        for tensor, g in zip(ref_params, step_grads, strict=True):
+            tensor.grad = torch.tensor(g)
+        ref.step()
+        params = opt.step(params, [xp.asarray(g, device=device) for g in step_grads])
+        for got, expected in zip(params, ref_params, strict=True):
+            np.testing.assert_allclose(host(got), expected.detach().numpy(), rtol=1e-6, atol=1e-12)
+    assert opt.steps == len(grads)
+    for state, tensor in zip(opt.state, ref_params, strict=True):
+        assert set(state) == set(ref.state[tensor]) - {"step"}
+        for key, value in state.items():
+            np.testing.assert_allclose(host(value), ref.state[tensor][key].numpy(), rtol=1e-6, atol=1e-12)
+    moved = max(np.abs(host(p) - p0).max() for p, p0 in zip(params, params0, strict=True))
+    assert moved > 1e-2  # the check is not on parameters that stood still
+
+
+@pytest.mark.parametrize(("name", "kwargs"), SETTINGS, ids=IDS)
+def test_updates_in_place_and_leaves_grads_alone(backend, name, kwargs):
+    xp, device = backend
+    params0, grads = _draws(1, steps=2)
+    opt = get_optimizer(name, **kwargs)
+    params = [xp.asarray(p.copy(), device=device) for p in params0]
+    for step_grads in grads:
+        given = [xp.asarray(g, device=device) for g in step_grads]
+        new = opt.step(params, given)
+        for g, g0 in zip(given, step_grads, strict=True):
+            np.testing.assert_array_equal(host(g), g0)
+        for p, q, p0 in zip(params, new, params0, strict=True):
+            assert tuple(q.shape) == p0.shape
+            if array_api_compat.is_writeable_array(p):
+                assert q is p
+            else:  # immutable arrays (JAX): the old parameters are left as they were
+                assert q is not p
+                np.testing.assert_array_equal(host(p), p0)
+        params, params0 = new, [host(q) for q in new]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [SETTINGS[i] for i in (2, 7, 10)], ids=[IDS[i] for i in (2, 7, 10)]
+)
+def test_state_and_results_keep_device_and_dtype(backend, dtype, name, kwargs):
+    xp, device = backend
+    params0, grads = _draws(2)
+    opt = get_optimizer(name, **kwargs)
+    params = [xp.asarray(p.copy(), dtype=getattr(xp, dtype), device=device) for p in params0]
+    assert opt.state == []
+    for step_grads in grads:
+        params = opt.step(
+            params, [xp.asarray(g, dtype=getattr(xp, dtype), device=device) for g in step_grads]
+        )
+    for p, state in zip(params, opt.state, strict=True):
+        assert set(state) == set(STATE_NAMES[name])
+        for a in (p, *state.values()):
+            assert array_api_compat.array_namespace(a) is xp
+            assert array_api_compat.device(a) == device
+            assert a.dtype == getattr(xp, dtype)
+            assert tuple(a.shape) == tuple(p.shape)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), SETTINGS[5:10:2], ids=IDS[5:10:2])
+def test_float32_against_float64(backend, name, kwargs):
+    xp, device = backend
+    params0, grads = _draws(3)
+    results = {}
+    for dtype in (xp.float32, xp.float64):
+        opt = get_optimizer(name, **kwargs)
+        params = [xp.asarray(p.copy(), dtype=dtype, device=device) for p in params0]
+        for step_grads in grads:
+            params = opt.step(params, [xp.asarray(g, dtype=dtype, device=device) for g in step_grads])
+        results[dtype] = [host(p) for p in params]
+    for got, ref in zip(results[xp.float32], results[xp.float64], strict=True):
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(got, ref, rtol=0, atol=tol(xp.float32, xp, 256.0) * scale)
+
+
+def _snapshot(opt, params):
+    return (
+        opt.steps,
+        [{k: host(v) for k, v in s.items()} for s in opt.state],
+        [host(p) for p in params],
+    )
+
+
+def _assert_same(before, after):
+    assert after[0] == before[0]
+    assert len(after[1]) == len(before[1])
+    for a, b in zip(after[1], before[1], strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    for a, b in zip(after[2], before[2], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_mismatched_later_step_raises_and_changes_nothing(backend, name):
+    xp, device = backend
+    params0, grads = _draws(4, steps=1)
+    opt = get_optimizer(name, **({"momentum": 0.9} if name == "sgd" else {}))
+    params = [xp.asarray(p.copy(), device=device) for p in params0]
+    params = opt.step(params, [xp.asarray(g, device=device) for g in grads[0]])
+    bigger = xp.asarray(np.ones((5, 3)), device=device)
+    thinner = xp.asarray(np.ones((4, 3)), dtype=xp.float32, device=device)
+    cases = [
+        ([params[0]], [params[0]]),  # one parameter fewer
+        ([bigger, params[1]], [bigger, params[1]]),  # another shape
+        ([thinner, params[1]], [thinner, params[1]]),  # another dtype
+    ]
+    for bad_params, bad_grads in cases:
+        before = _snapshot(opt, params)
+        with pytest.raises(ValueError, match=r"`params` must match those of the first step \(2 arrays"):
+            opt.step(bad_params, bad_grads)
+        _assert_same(before, _snapshot(opt, params))
+        np.testing.assert_array_equal(host(bad_params[0]), host(bad_grads[0]))
+    opt.reset()
+    assert (opt.steps, opt.state) == (0, [])
+    out = opt.step([bigger], [bigger])
+    assert opt.steps == 1
+    assert tuple(opt.state[0][STATE_NAMES[name][0]].shape) == (5, 3)
+    assert np.all(host(out[0]) < 1)
+
+
+def test_grads_must_match_params(backend):
+    xp, device = backend
+    p = xp.asarray(np.ones((2, 3)), device=device)
+    opt = SGD(momentum=0.5)
+    ints = xp.ones(3, dtype=xp.int32, device=device)
+    bad = [
+        ([p], [], ValueError, r"`grads` must hold one array per parameter \(1\), got 0"),
+        ([], [], ValueError, r"`params` must hold at least one array, got an empty sequence"),
+        (
+            [p],
+            [xp.ones((3, 2), dtype=p.dtype, device=device)],
+            ValueError,
+            r"`grads` must match `params` in shape",
+        ),
+        (
+            [p],
+            [xp.ones((2, 3), dtype=xp.float32, device=device)],
+            ValueError,
+            r"`grads` must match.*position 0",
+        ),
+        ({"W": p}, [p], TypeError, r"`params` must be a sequence \(list or tuple\) of arrays, got dict"),
+        ([p], p, TypeError, r"`grads` must be a sequence \(list or tuple\) of arrays, got"),
+        ([ints], [ints], TypeError, r"`params` must be real floating arrays, got dtype"),
+    ]
+    for params, grads, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            opt.step(params, grads)
+        assert (opt.steps, opt.state) == (0, [])
+        np.testing.assert_array_equal(host(p), np.ones((2, 3)))
+
+
+def test_mixed_libraries_are_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"`params` and `grads` must be arrays of one array library"):
+        Adam().step([np.ones(3)], [torch.ones(3, dtype=torch.float64)])
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "exc", "match"),
+    [
+        (SGD, {"lr": -0.1}, ValueError, r"`lr` must be a finite number >= 0, got -0.1"),
+        (SGD, {"lr": float("nan")}, ValueError, r"`lr` must be a finite number >= 0, got nan"),
+        (SGD, {"lr": None}, TypeError, r"`lr` must be a finite number >= 0, got NoneType None"),
+        (Adam, {"lr": "0.1"}, TypeError, r"`lr` must be a finite number >= 0, got str '0.1'"),
+        (SGD, {"momentum": -0.5}, ValueError, r"`momentum` must be a finite number >= 0, got -0.5"),
+        (SGD, {"momentum": True}, TypeError, r"`momentum` must be a finite number >= 0, got bool True"),
+        (SGD, {"momentum": float("inf")}, ValueError, r"`momentum` must be a finite number >= 0, got inf"),
+        (SGD, {"nesterov": 1, "momentum": 0.9}, TypeError, r"`nesterov` must be True or False, got int 1"),
+        (SGD, {"nesterov": True}, ValueError, r"`nesterov=True` requires `momentum` > 0, got momentum=0.0"),
+        (SGD, {"weight_decay": -1}, ValueError, r"`weight_decay` must be a finite number >= 0, got -1"),
+        (Adam, {"weight_decay": float("inf")}, ValueError, r"`weight_decay` must be a finite number >= 0"),
+        (
+            AdamW,
+            {"weight_decay": -0.01},
+            ValueError,
+            r"`weight_decay` must be a finite number >= 0, got -0.01",
+        ),
+        (
+            Adam,
+            {"betas": (0.9, 1.0)},
+            ValueError,
+            r"`betas` must be a pair of numbers \(beta1, beta2\), each in \[0, 1\), got \(0.9, 1.0\)",
+        ),
+        (AdamW, {"betas": (-0.1, 0.9)}, ValueError, r"`betas` must be a pair.*got \(-0.1, 0.9\)"),
+        (Adam, {"betas": (float("nan"), 0.9)}, ValueError, r"`betas` must be a pair.*got \(nan, 0.9\)"),
+        (Adam, {"betas": 0.9}, TypeError, r"`betas` must be a pair of numbers.*got float 0.9"),
+        (Adam, {"betas": (0.9,)}, TypeError, r"`betas` must be a pair.*got tuple \(0.9,\)"),
+        (Adam, {"betas": ("0.9", 0.99)}, TypeError, r"`betas` must be a pair.*got tuple \('0.9', 0.99\)"),
+        (Adam, {"eps": 0}, ValueError, r"`eps` must be a finite number > 0, got 0"),
+        (AdamW, {"eps": -1e-8}, ValueError, r"`eps` must be a finite number > 0, got -1e-08"),
+        (Adam, {"eps": "1e-8"}, TypeError, r"`eps` must be a finite number > 0, got str '1e-8'"),
+    ],
+)
+def test_constructor_rejects(cls, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        cls(**kwargs)
+
+
+def test_lr_can_change_between_steps_but_only_to_a_valid_value():
+    opt = SGD(lr=0.1)
+    p = np.ones(3)
+    opt.step([p], [np.ones(3)])
+    opt.lr = 0.5
+    opt.step([p], [np.ones(3)])
+    np.testing.assert_allclose(p, 1 - 0.1 - 0.5)
+    with pytest.raises(ValueError, match=r"`lr` must be a finite number >= 0, got -1"):
+        opt.lr = -1
+    assert opt.lr == 0.5
+
+
+def test_defaults_and_repr():
+    assert repr(SGD()) == "SGD(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0)"
+    assert repr(Adam()) == "Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
+    assert repr(AdamW()) == "AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01)"
+
+
+def test_get_optimizer():
+    assert set(OPTIMIZERS) == {"sgd", "adam", "adamw"}
+    for name, cls in OPTIMIZERS.items():
+        opt = get_optimizer(name, lr=0.25)
+        assert type(opt) is cls
+        assert opt.lr == 0.25
+        assert isinstance(opt, Optimizer)
+        assert get_optimizer(opt) is opt
+    assert get_optimizer("AdamW").weight_decay == 0.01
+    assert get_optimizer("sgd", momentum=0.9, nesterov=True).nesterov is True
+    valid = "'sgd', 'adam', 'adamw'"
+    with pytest.raises(
+        ValueError, match=rf"`optimizer` must be one of {valid} or an Optimizer instance; got 'rms"
+    ):
+        get_optimizer("rmsprop")
+    with pytest.raises(TypeError, match=r"keyword arguments \['lr'\] apply only to an optimizer name"):
+        get_optimizer(SGD(), lr=0.1)
+    with pytest.raises(
+        TypeError, match=r"`optimizer` must be an optimizer name or an Optimizer instance, got type"
+    ):
+        get_optimizer(SGD)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'momentum'"):
+        get_optimizer("adam", momentum=0.9)
