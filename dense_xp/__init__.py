@@ -18,20 +18,28 @@ from ._info import backend_info
 from .activations import ACTIVATIONS
 from .checkpoint import CheckpointError, load, save
 from .layer import DenseLayer
+from .losses import get_loss
+from .optimizers import SGD, Adam, AdamW, Optimizer, get_optimizer
 from .sequential import Sequential, TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "SGD",
+    "Adam",
+    "AdamW",
     "CheckpointError",
     "DenseLayer",
     "DeviceUnavailableError",
+    "Optimizer",
     "Sequential",
     "TrainingDivergedError",
     "__version__",
     "backend_info",
     "get_default_device",
+    "get_loss",
+    "get_optimizer",
     "load",
     "resolve_device",
     "save",

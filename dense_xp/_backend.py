@@ -443,7 +443,7 @@ def array_bytes(arr: Any) -> bytes:
 
 
 def read_npz(path: Any) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path`` (a path or an open binary file), read with ``allow_pickle=False``.
+    """Every array of the ``.npz`` at ``path`` (or open binary file), read with ``allow_pickle=False``.
 
     Raises whatever NumPy raises for a damaged file (``ValueError``,
     ``OSError``, ``zipfile.BadZipFile``, ``EOFError``); callers translate.

@@ -50,11 +50,10 @@ def test_whole_model_backward_matches_finite_differences(backend, loss_name):
 
     _, grad = loss(model.forward(X), y)
     d_input = host(model.backward(grad))
-    grads = [host(g) for layer in model.layers for g in layer.grads.values()]
+    slots = [(layer, name) for layer in model.layers for name in layer.parameters()]
+    grads = [host(layer.grads[name]) for layer, name in slots]
     h = 1e-6
-    for (layer, name), analytic in zip(
-        [(layer, name) for layer in model.layers for name in layer.parameters()], grads, strict=True
-    ):
+    for (layer, name), analytic in zip(slots, grads, strict=True):
         base = host(getattr(layer, name))
         numeric = np.zeros_like(base)
         for idx in np.ndindex(base.shape):
@@ -97,8 +96,18 @@ def test_fit_with_validation_data_and_device_arrays(backend):
     X_train, X_test, y_train, y_test = load_digits_split(0)
     model = build_model(0, dtype="float32", device=device, xp=xp)
     X_dev = xp.asarray(X_train[:256], dtype=xp.float32, device=device)
-    history = model.fit(X_dev, y_train[:256], loss="softmax_cross_entropy", optimizer="sgd", epochs=2,
-                        batch_size=64, shuffle=True, seed=3, validation_data=(X_test, y_test), progress=False)  # fmt: skip
+    history = model.fit(
+        X_dev,
+        y_train[:256],
+        loss="softmax_cross_entropy",
+        optimizer="sgd",
+        epochs=2,
+        batch_size=64,
+        shuffle=True,
+        seed=3,
+        validation_data=(X_test, y_test),
+        progress=False,
+    )
     assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 2 for v in history.values())
     assert all(np.isfinite(v).all() for v in history.values())
@@ -162,7 +171,7 @@ def test_progress_bar_shows_on_a_terminal(monkeypatch):
 
 
 FIT_BAD = [
-    ({"y": np.zeros((10, 2))}, ValueError, r"`y` must have shape \(n,\) or \(n, 10\) with n >= 1 for softmax_cross_entropy, got shape \(10, 2\)"),
+    ({"y": np.zeros((10, 2))}, ValueError, r"`y` must have shape \(n,\) or \(n, 10\) .*got shape \(10, 2\)"),
     ({"y": np.zeros(9, dtype=int)}, ValueError, r"`X` and `y` must have the same length, got 10 and \(9,\)"),
     ({"y": np.full(10, 10)}, ValueError, r"`y`.*10"),
     ({"y": np.full(10, -1)}, ValueError, r"`y`.*-1"),
