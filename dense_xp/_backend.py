@@ -61,6 +61,8 @@ class DeviceUnavailableError(RuntimeError):
 # --------------------------------------------------------------------------
 # Device requests: explicit > use_device() > set_default_device() > env > cpu
 # --------------------------------------------------------------------------
+_NUMPY_XP = array_api_compat.numpy
+_NATIVE: dict[int, type] = {id(_NUMPY_XP): np.ndarray}  # namespace -> its array type, for fast checks
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar("dense_xp_device", default=None)
 _default: list[Any] = [None]
 
@@ -163,7 +165,9 @@ def _cuda(index: int, request: Any) -> tuple[Any, Any]:
     if reason is not None:
         msg = f"device {request!r} is unavailable: {reason}. To fix it, {_CUDA_FIX}."
         raise DeviceUnavailableError(msg)
-    return importlib.import_module("array_api_compat.cupy"), _cupy()[0].cuda.Device(index)
+    cupy, xp = _cupy()[0], importlib.import_module("array_api_compat.cupy")
+    _NATIVE[id(xp)] = cupy.ndarray
+    return xp, cupy.cuda.Device(index)
 
 
 # --------------------------------------------------------------------------
@@ -362,6 +366,8 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
     ValueError that names both devices. Bool, complex, string and object data
     raise TypeError.
     """
+    if type(x) is _NATIVE.get(id(xp)) and x.dtype == dtype and (xp is _NUMPY_XP or x.device == device):
+        return x  # the hot path: already an array of the layer, in its dtype, on its device
     host = isinstance(x, (np.ndarray, np.generic)) and not array_api_compat.is_numpy_namespace(xp)
     if array_api_compat.is_array_api_obj(x) and not host:
         if array_api_compat.array_namespace(x) is not xp or array_api_compat.device(x) != device:

@@ -36,6 +36,8 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
 
 def check_lr(lr: Any, name: str = "lr", *, allow_none: bool = True) -> float | None:
     """A finite, non-negative learning rate (or ``None`` where allowed)."""
+    if type(lr) is float and 0.0 <= lr < math.inf:  # the common case, checked cheaply
+        return lr
     if lr is None and allow_none:
         return None
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):

@@ -85,6 +85,7 @@ class DenseLayer:
         self._cache: tuple[Any, Any] | None = None
         self._inplace = array_api_compat.is_writeable_array(self.W)
         self._fused = _backend.fused_ops(self.xp)
+        self._row: Any = None
 
     # -- the contract -----------------------------------------------------
     def forward(self, X: Any) -> Any:
@@ -131,19 +132,29 @@ class DenseLayer:
             raise RuntimeError(msg)
         X, saved = self._cache
         d_out = self._d_out(d_out, (X.shape[0], self.output_size))
-        dz = self._fused and self._fused.backward(d_out, saved, self.activation)
-        dz = self._act.backward(d_out, saved, xp=self.xp) if dz is None else dz
+        ops = self._fused
+        dz = ops and ops.backward(d_out, saved, self.activation)
+        if dz is None:
+            dz = self._act.backward(d_out, saved, xp=self.xp)
         dW = self._scale_(X.T @ dz, 1.0 / X.shape[0])
         d_input = dz @ self.W.T
         self.grads = {"W": dW}
         if self.b is not None:
-            self.grads["b"] = self.xp.mean(dz, axis=0, keepdims=True)
+            self.grads["b"] = self._mean_row(X.shape[0]) @ dz  # a matrix product: one BLAS call
         if lr is not None:
-            for name, grad in self.grads.items():
-                setattr(self, name, self._sub_(getattr(self, name), lr * grad))
+            self.W = self._sub_(self.W, lr * dW)
+            if self.b is not None:
+                self.b = self._sub_(self.b, lr * self.grads["b"])
         return d_input
 
     # -- helpers ----------------------------------------------------------
+    def _mean_row(self, n: int) -> Any:
+        """A cached ``(1, n)`` row of ``1/n``: ``row @ dz`` is the batch mean of ``dz``."""
+        row = self._row
+        if row is None or row.shape[1] != n:
+            row = self._row = self.xp.full((1, n), 1.0 / n, dtype=self.dtype, device=self.device)
+        return row
+
     def _add_(self, a: Any, b: Any) -> Any:
         if self._inplace:
             a += b
@@ -218,7 +229,7 @@ class DenseLayer:
         self.grads = {name: move(grad) for name, grad in self.grads.items()}
         self.xp, self.device, self._cache = new_xp, new_device, None
         self._inplace = array_api_compat.is_writeable_array(self.W)
-        self._fused = _backend.fused_ops(self.xp)
+        self._fused, self._row = _backend.fused_ops(self.xp), None
         return self
 
     def __repr__(self) -> str:
