@@ -141,6 +141,7 @@ class DenseLayer:
         self.grads = {"W": dW}
         if self.b is not None:
             self.grads["b"] = self._mean_row(X.shape[0]) @ dz  # a matrix product: one BLAS call
+        del dz  # the largest temporary goes before the update allocates
         if lr is not None:
             self.W = self._sub_(self.W, lr * dW)
             if self.b is not None:
