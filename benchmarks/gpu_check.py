@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -49,7 +50,16 @@ def steps(out: Path) -> list[dict[str, Any]]:
         },
         {
             "name": "demo",
-            "cmd": [PY, "-m", "dense_xp", "demo", "--device", "cuda", "--epochs", "30"],
+            "cmd": [
+                PY,
+                "-m",
+                "dense_xp",
+                "demo",
+                "--device",
+                "cuda",
+                "--save",
+                str(Path(tempfile.gettempdir()) / "dense_xp_digits.npz"),
+            ],
             "log": "demo.log",
             "cap": 60,
         },
@@ -114,13 +124,6 @@ def tee(cmd: list[str], log: Path, timeout: float, env: dict[str, str]) -> tuple
     return rc, "".join(chunks), time.monotonic() - start
 
 
-def _has_demo() -> bool:
-    helptext = subprocess.run(
-        [PY, "-m", "dense_xp", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    return "demo" in helptext.stdout
-
-
 def gpu_report() -> dict[str, Any]:
     """GPU name(s), driver, CuPy and CUDA versions (CuPy's view, plus nvidia-smi's when present)."""
     import dense_xp
@@ -171,9 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         left = deadline - time.monotonic()
         if left < 10:
             summary["steps"][step["name"]] = {"status": "not run", "reason": "out of time"}
-            continue
-        if step["name"] == "demo" and not _has_demo():
-            summary["steps"]["demo"] = {"status": "skipped", "reason": "`python -m dense_xp` has no demo"}
             continue
         print(f"\n=== {step['name']}: {' '.join(step['cmd'])}", flush=True)
         rc, log, seconds = tee(step["cmd"], out / step["log"], min(step["cap"], left), step.get("env", {}))
