@@ -37,3 +37,14 @@ def assert_unchanged(layer: Any, before: dict[str, Any]) -> None:
     assert after["cache"] is before["cache"]
     assert after["grads"].keys() == before["grads"].keys()
     assert all(after["grads"][k] is before["grads"][k] for k in before["grads"])
+
+
+def central_diff(f: Any, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central finite differences of the scalar function ``f`` at the host array ``x``."""
+    out = np.zeros_like(x, dtype=np.float64)
+    for idx in np.ndindex(x.shape):
+        plus, minus = x.copy(), x.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        out[idx] = (f(plus) - f(minus)) / (2 * h)
+    return out

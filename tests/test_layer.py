@@ -8,7 +8,7 @@ import pytest
 
 import dense_xp
 from dense_xp import DenseLayer
-from tests.helpers import host, tol
+from tests.helpers import central_diff, host, tol
 
 ACTS = [None, "linear", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "silu"]
 
@@ -114,16 +114,6 @@ def test_gradients_match_finite_differences(backend, activation):
     d_input = host(layer.backward(R, lr=None))
     dW, db = host(layer.grads["W"]), host(layer.grads["b"])
     W0, b0 = host(layer.W), host(layer.b)
-    h = 1e-6
-
-    def fd(array, set_value):
-        out = np.zeros_like(array)
-        for idx in np.ndindex(array.shape):
-            plus, minus = array.copy(), array.copy()
-            plus[idx] += h
-            minus[idx] -= h
-            out[idx] = (set_value(plus) - set_value(minus)) / (2 * h)
-        return out
 
     def with_W(W):
         layer.W = xp.asarray(W, device=device)
@@ -133,10 +123,10 @@ def test_gradients_match_finite_differences(backend, activation):
         layer.b = xp.asarray(b, device=device)
         return _loss(layer, X, R)
 
-    np.testing.assert_allclose(d_input, fd(X, lambda Xp: _loss(layer, Xp, R)), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dW * n, fd(W0, with_W), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(d_input, central_diff(lambda Xp: _loss(layer, Xp, R), X), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dW * n, central_diff(with_W, W0), rtol=1e-6, atol=1e-8)
     layer.W = xp.asarray(W0, device=device)
-    np.testing.assert_allclose(db * n, fd(b0, with_b), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db * n, central_diff(with_b, b0), rtol=1e-6, atol=1e-8)
     assert np.abs(d_input).max() > 1e-3  # not a check on zeros
 
 

@@ -13,7 +13,7 @@ from dense_xp import DenseLayer, Sequential
 from dense_xp.demo import build_model, load_digits_split, train_digits
 from dense_xp.losses import get_loss
 from dense_xp.optimizers import SGD
-from tests.helpers import host
+from tests.helpers import central_diff, host
 
 
 def _mlp(xp, device, dtype="float64", seed=0):
@@ -45,33 +45,24 @@ def test_whole_model_backward_matches_finite_differences(backend, loss_name):
     y = rng.normal(size=(6, 3)) if loss_name == "mse" else np.array([0, 2, 1, 1, 0, 2])
     n = X.shape[0]
 
-    def value():
+    def value(X):
         return float(loss(model.forward(X), y)[0])
 
     _, grad = loss(model.forward(X), y)
     d_input = host(model.backward(grad))
     slots = [(layer, name) for layer in model.layers for name in layer.parameters()]
     grads = [host(layer.grads[name]) for layer, name in slots]
-    h = 1e-6
     for (layer, name), analytic in zip(slots, grads, strict=True):
         base = host(getattr(layer, name))
-        numeric = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            for sign in (1, -1):
-                shifted = base.copy()
-                shifted[idx] += sign * h
-                setattr(layer, name, xp.asarray(shifted, device=device))
-                numeric[idx] += sign * value() / (2 * h)
+
+        def with_param(p, layer=layer, name=name):
+            setattr(layer, name, xp.asarray(p, device=device))
+            return value(X)
+
+        numeric = central_diff(with_param, base)
         setattr(layer, name, xp.asarray(base, device=device))
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
-    numeric_x = np.zeros_like(X)
-    for idx in np.ndindex(X.shape):
-        plus, minus = X.copy(), X.copy()
-        plus[idx] += h
-        minus[idx] -= h
-        numeric_x[idx] = (
-            float(loss(model.forward(plus), y)[0]) - float(loss(model.forward(minus), y)[0])
-        ) / (2 * h)
+    numeric_x = central_diff(value, X)
     np.testing.assert_allclose(d_input / n, numeric_x, rtol=1e-5, atol=1e-8)
     assert np.abs(numeric_x).max() > 1e-4
 
