@@ -3,7 +3,7 @@
 Everything library-specific lives here: turning a device request into an
 ``(xp, device)`` pair, probing CUDA without crashing on machines that have
 CuPy but no driver, moving arrays between host and device, the host random
-generator and ``.npz`` I/O, and the fused CuPy kernels (``_fused``).
+generator and ``.npz`` I/O, and the choice of fused kernels (NumPy and CuPy, in ``_fused``).
 Layer, activation, loss and optimizer code only ever sees ``xp``.
 """
 
