@@ -82,10 +82,7 @@ class DenseLayer:
         self.W = _backend.from_host(W, xp=self.xp, device=self.device, dtype=dtype)
         self.b = self.xp.zeros((1, self.output_size), dtype=dtype, device=self.device) if use_bias else None
         self.grads: dict[str, Any] = {}
-        self._cache: tuple[Any, Any] | None = None
-        self._inplace = array_api_compat.is_writeable_array(self.W)
-        self._fused = _backend.fused_ops(self.xp)
-        self._row: Any = None
+        self._bind()
 
     # -- the contract -----------------------------------------------------
     def forward(self, X: Any) -> Any:
@@ -149,6 +146,13 @@ class DenseLayer:
         return d_input
 
     # -- helpers ----------------------------------------------------------
+    def _bind(self) -> None:
+        """Reset what depends on the namespace and device: the cache and the hot-path choices."""
+        self._cache: tuple[Any, Any] | None = None
+        self._inplace = array_api_compat.is_writeable_array(self.W)
+        self._fused = _backend.fused_ops(self.xp)
+        self._row: Any = None
+
     def _mean_row(self, n: int) -> Any:
         """A cached ``(1, n)`` row of ``1/n``: ``row @ dz`` is the batch mean of ``dz``."""
         row = self._row
@@ -228,9 +232,8 @@ class DenseLayer:
         move = _backend.mover(self.xp, self.device, new_xp, new_device, dtype)
         self.W, self.b = move(self.W), move(self.b)
         self.grads = {name: move(grad) for name, grad in self.grads.items()}
-        self.xp, self.device, self._cache = new_xp, new_device, None
-        self._inplace = array_api_compat.is_writeable_array(self.W)
-        self._fused, self._row = _backend.fused_ops(self.xp), None
+        self.xp, self.device = new_xp, new_device
+        self._bind()
         return self
 
     def __repr__(self) -> str:

@@ -215,19 +215,22 @@ class Sequential:
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         return {"loss": total_loss / n, "accuracy": float(total_acc) / n}
 
+    def _slots(self) -> list[tuple[DenseLayer, str]]:
+        """``(layer, name)`` of every parameter, in :meth:`parameters` order."""
+        return [(layer, name) for layer in self.layers for name in layer.parameters()]
+
+    def _set_parameters(self, values: Sequence[Any]) -> None:
+        for (layer, name), value in zip(self._slots(), values, strict=True):
+            setattr(layer, name, value)
+
     def _step(self, optimizer: Any) -> None:
-        slots = [(layer, name) for layer in self.layers for name in layer.parameters()]
-        params = [getattr(layer, name) for layer, name in slots]
-        new = optimizer.step(params, [layer.grads[name] for layer, name in slots])
-        for (layer, name), param in zip(slots, new, strict=True):
-            setattr(layer, name, param)
+        grads = [layer.grads[name] for layer, name in self._slots()]
+        self._set_parameters(optimizer.step(self.parameters(), grads))
 
     def _keep_finite(self, checkpoint: list[Any]) -> None:
         xp = self.xp
         if not all(bool(xp.all(xp.isfinite(p))) for p in self.parameters()):
-            slots = [(layer, name) for layer in self.layers for name in layer.parameters()]
-            for (layer, name), saved in zip(slots, checkpoint, strict=True):
-                setattr(layer, name, saved)
+            self._set_parameters(checkpoint)
 
     # -- inference -------------------------------------------------------------
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
