@@ -15,8 +15,8 @@ import functools
 import importlib
 import os
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TypeVar, cast
 
 import array_api_compat
 import array_api_compat.numpy
@@ -25,6 +25,7 @@ import numpy as np
 from . import _fused
 
 __all__ = [
+    "CudaProblem",
     "DeviceUnavailableError",
     "array_bytes",
     "as_dataset",
@@ -37,9 +38,12 @@ __all__ = [
     "host_rng",
     "mover",
     "namespace_name",
+    "on_device",
     "read_npz",
+    "register_current_device",
     "resolve_device",
     "rows",
+    "runs_on_device",
     "set_default_device",
     "to_numpy",
     "use_device",
@@ -47,10 +51,6 @@ __all__ = [
 ]
 
 ENV_VAR = "DENSE_XP_DEVICE"
-_CUDA_FIX = (
-    'install a CUDA build of CuPy with `pip install "dense-xp[cuda12]"` (or '
-    '"dense-xp[cuda13]"), or pass device="auto" to fall back to the CPU'
-)
 _SPEC = re.compile(r"^(cpu|auto|cuda)(?::(\d+))?$")
 
 
@@ -118,56 +118,219 @@ def use_device(device: Any) -> Iterator[None]:
 # --------------------------------------------------------------------------
 # CUDA through CuPy: probed once per device, never raising on import
 # --------------------------------------------------------------------------
+class CudaProblem(NamedTuple):
+    """Why CUDA cannot be used here, and the fix for that cause."""
+
+    reason: str
+    fix: str
+
+
+_MIN_DRIVER = {12: "525.60", 13: "580.65"}  # Linux driver a CUDA major needs (CUDA release notes)
+_INSTALL = (
+    'install CuPy with `pip install "dense-xp[cuda13]"` (NVIDIA driver >= 580) or '
+    '`pip install "dense-xp[cuda12]"` (driver >= 525); each brings CuPy and the CUDA libraries it needs'
+)
+
+
+def _visible() -> str:
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "CUDA_VISIBLE_DEVICES is not set" if value is None else f"CUDA_VISIBLE_DEVICES={value!r}"
+
+
 @functools.cache
-def _cupy() -> tuple[Any, str | None]:
-    """``(cupy module or None, reason it is unusable or None)``."""
+def _cupy() -> tuple[Any, CudaProblem | None]:
+    """``(cupy module or None, why it is unusable or None)``."""
     try:
         import cupy
     except ImportError:
-        return None, "CuPy is not installed"
+        return None, CudaProblem("CuPy is not installed", _INSTALL)
     except Exception as exc:  # a broken CUDA install can fail in many ways
-        return None, f"CuPy failed to import ({type(exc).__name__}: {exc})"
+        reason = f"CuPy failed to import ({type(exc).__name__}: {exc})"
+        fix = "keep exactly one CuPy build (`pip list | grep -i cupy`) and reinstall it: " + _INSTALL
+        return None, CudaProblem(reason, fix)
     return cupy, None
 
 
+def _cuda_version(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _driver_problem(runtime: Any, exc: Exception) -> CudaProblem:
+    """Tell a missing driver from one too old for this CuPy build, and from hidden devices."""
+    cause = f"{type(exc).__name__}: {exc}"
+    if "NoDevice" in cause:
+        return CudaProblem(f"no CUDA device is visible ({cause})", f"check `nvidia-smi`; {_visible()}")
+    try:
+        built, driver = int(runtime.runtimeGetVersion()), int(runtime.driverGetVersion())
+    except Exception:
+        built, driver = 0, 0
+    major = built // 1000
+    need = f"driver >= {_MIN_DRIVER[major]}" if major in _MIN_DRIVER else "a matching driver"
+    if driver == 0:
+        reason = f"no NVIDIA driver was found ({cause})"
+        fix = f"install the NVIDIA driver: this CuPy is built for CUDA {_cuda_version(built)} ({need})"
+    elif driver // 1000 < major:
+        reason = (
+            f"the NVIDIA driver supports CUDA {_cuda_version(driver)}, older than the CUDA "
+            f"{_cuda_version(built)} this CuPy is built for ({cause})"
+        )
+        fix = (
+            f"update the driver ({need}), or replace cupy-cuda{major}x with the build for the driver: "
+            f'`pip uninstall cupy-cuda{major}x && pip install "dense-xp[cuda{driver // 1000}]"`'
+        )
+    else:
+        reason = f"the CUDA driver failed ({cause})"
+        fix = "check `nvidia-smi` and the driver's logs"
+    return CudaProblem(reason, fix)
+
+
 @functools.cache
-def cuda_device_count() -> tuple[int, str | None]:
-    """``(number of CUDA devices, reason there are none or None)``."""
-    cupy, reason = _cupy()
+def cuda_device_count() -> tuple[int, CudaProblem | None]:
+    """``(number of CUDA devices, why there are none or None)``."""
+    cupy, problem = _cupy()
     if cupy is None:
-        return 0, reason
+        return 0, problem
     try:
         count = int(cupy.cuda.runtime.getDeviceCount())
     except Exception as exc:  # CUDARuntimeError without a driver
-        return 0, f"no usable CUDA driver ({type(exc).__name__}: {exc})"
-    return count, None if count else "the CUDA driver reports no device"
+        return 0, _driver_problem(cupy.cuda.runtime, exc)
+    if count == 0:
+        return 0, CudaProblem("the CUDA driver reports no device", f"check `nvidia-smi`; {_visible()}")
+    return count, None
 
 
 @functools.cache
-def cuda_unusable_reason(index: int) -> str | None:
-    """Why CUDA device ``index`` cannot be used, or ``None`` when it answers."""
-    count, reason = cuda_device_count()
-    if reason is not None:
-        return reason
+def cuda_problem(index: int) -> CudaProblem | None:
+    """Why CUDA device ``index`` cannot be used, with the fix, or ``None`` when it answers.
+
+    The probe allocates and runs a reduction, which compiles a kernel: a CuPy
+    without NVRTC or CUDA headers fails here, not in the middle of training.
+    """
+    count, problem = cuda_device_count()
+    if problem is not None:
+        return problem
     if index >= count:
-        return f"there is no CUDA device {index} (this machine has {count})"
+        reason = f"there is no CUDA device {index} (this machine shows {count}: cuda:0 to cuda:{count - 1})"
+        return CudaProblem(
+            reason, f"pick one of those; {_visible()}, and it renumbers the visible devices from 0"
+        )
     cupy = _cupy()[0]
     try:
         with cupy.cuda.Device(index):
             float(cupy.arange(4, dtype=cupy.float32).sum())
     except Exception as exc:
-        return f"CUDA device {index} failed a test allocation ({type(exc).__name__}: {exc})"
+        cause = f"{type(exc).__name__}: {exc}"
+        if "nvrtc" in cause.lower() or "compil" in cause.lower():
+            reason = f"CuPy cannot compile kernels for CUDA device {index} ({cause})"
+            fix = (
+                "install CuPy with its CUDA Toolkit wheels (the dense-xp[cuda12] and [cuda13] extras bring "
+                "cupy-cudaXXx[ctk]), or install a CUDA Toolkit and set CUDA_PATH"
+            )
+            return CudaProblem(reason, fix)
+        reason = f"CUDA device {index} failed a test allocation ({cause})"
+        return CudaProblem(
+            reason, "check `nvidia-smi`: the device may be busy in exclusive mode, full, or failed"
+        )
     return None
 
 
+def cuda_unusable_reason(index: int) -> str | None:
+    """Why CUDA device ``index`` cannot be used, or ``None`` when it answers."""
+    problem = cuda_problem(index)
+    return None if problem is None else problem.reason
+
+
 def _cuda(index: int, request: Any) -> tuple[Any, Any]:
-    reason = cuda_unusable_reason(index)
-    if reason is not None:
-        msg = f"device {request!r} is unavailable: {reason}. To fix it, {_CUDA_FIX}."
+    problem = cuda_problem(index)
+    if problem is not None:
+        msg = (
+            f"device {request!r} is unavailable: {problem.reason}. To fix it, {problem.fix}; "
+            'or pass device="auto" to fall back to the CPU.'
+        )
         raise DeviceUnavailableError(msg)
     cupy, xp = _cupy()[0], importlib.import_module("array_api_compat.cupy")
     _NATIVE[id(xp)] = cupy.ndarray
+    register_current_device(cupy.cuda.Device, _cuda_current)
     return xp, cupy.cuda.Device(index)
+
+
+class _cuda_current:
+    """Make a ``cupy.cuda.Device`` current for this thread, and restore the caller's on exit.
+
+    Not ``with device:``: CuPy keeps that stack on the Device object, which
+    threads sharing one layer would share.
+    """
+
+    __slots__ = ("index", "previous")
+
+    def __init__(self, device: Any) -> None:
+        self.index = device.id
+
+    def __enter__(self) -> None:
+        runtime = _cupy()[0].cuda.runtime
+        self.previous = runtime.getDevice()
+        if self.previous != self.index:
+            runtime.setDevice(self.index)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous != self.index:
+            _cupy()[0].cuda.runtime.setDevice(self.previous)
+
+
+# --------------------------------------------------------------------------
+# The current device: CuPy computes on it, whatever `device=` says
+# --------------------------------------------------------------------------
+_NO_CONTEXT = contextlib.nullcontext()
+_MAKE_CURRENT: dict[type, Callable[[Any], contextlib.AbstractContextManager[Any]]] = {}
+
+
+def register_current_device(
+    device_type: type, make_current: Callable[[Any], contextlib.AbstractContextManager[Any]]
+) -> None:
+    """Declare a library whose arrays go to a *current* device, whatever ``device=`` says.
+
+    This is the one seam through which dense_xp treats a namespace like CuPy:
+    CuPy allocates (array-api-compat's ``zeros``, ``full``... ignore
+    ``device=``), runs cuBLAS and launches kernels on the current device, so
+    :func:`on_device` makes a layer's device current around all of its work.
+    CuPy registers itself when a CUDA device is first resolved; the test
+    suite's CPU simulation of CuPy (``tests/cupylike.py``) registers through
+    here too.
+
+    Parameters
+    ----------
+    device_type : type
+        The library's device class (``cupy.cuda.Device``).
+    make_current : callable
+        ``make_current(device)`` returns a context manager that makes
+        ``device`` current for the calling thread and restores the previous
+        one on exit.
+    """
+    _MAKE_CURRENT[device_type] = make_current
+
+
+def on_device(device: Any) -> contextlib.AbstractContextManager[Any]:
+    """A context manager running its block with ``device`` current (see :func:`register_current_device`).
+
+    For libraries without a current device (NumPy, torch, JAX, array-api-strict)
+    it does nothing, for the cost of one dictionary lookup.
+    """
+    make_current = _MAKE_CURRENT.get(type(device))
+    return _NO_CONTEXT if make_current is None else make_current(device)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def runs_on_device(method: _F) -> _F:
+    """Decorate a method of an object with a ``device`` attribute: it runs with that device current."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with on_device(self.device):
+            return method(self, *args, **kwargs)
+
+    return cast(_F, run)
 
 
 # --------------------------------------------------------------------------
@@ -211,8 +374,9 @@ def _device_in(xp: Any, device: Any) -> Any:
         elif isinstance(device, _cupy()[0].cuda.Device):
             return _cuda(device.id, device)[1]
     else:
-        try:  # the namespace is the judge of its own devices
-            probe = xp.empty(0, device=device)
+        try:  # the namespace is the judge of its own devices; a CuPy-like one allocates on the current
+            with on_device(device):
+                probe = xp.empty(0, device=device)
         except Exception as exc:
             known = ""
             if not array_api_compat.is_torch_namespace(xp):
@@ -408,10 +572,10 @@ def _cupy_ops() -> Any:
 
 
 def cuda_report() -> dict[str, Any]:
-    """CuPy's version, the usable CUDA devices and, when there are none, why."""
-    cupy, reason = _cupy()
+    """CuPy's version, the CUDA devices, CuPy's memory pool, and why CUDA is unusable with the fix."""
+    cupy, problem = _cupy()
     report: dict[str, Any] = {"version": getattr(cupy, "__version__", None), "devices": []}
-    count, reason = cuda_device_count() if cupy is not None else (0, reason)
+    count, problem = cuda_device_count() if cupy is not None else (0, problem)
     for index in range(count):
         props = cupy.cuda.runtime.getDeviceProperties(index)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
@@ -420,11 +584,19 @@ def cuda_report() -> dict[str, Any]:
         report["devices"].append(
             f"cuda:{index} ({name}, {gib:.0f} GiB)" + (f" unusable: {unusable}" if unusable else "")
         )
-    if cupy is not None and reason is None:
+    if cupy is not None and problem is None:
         report["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
         report["cuda_driver"] = cupy.cuda.runtime.driverGetVersion()
-    report["available"] = reason is None and cuda_unusable_reason(0) is None
-    report["reason"] = reason if reason is not None else cuda_unusable_reason(0)
+        pool = cupy.get_default_memory_pool()  # per current device: report device 0's
+        report["memory_pool"] = {
+            "used_bytes": int(pool.used_bytes()),
+            "held_bytes": int(pool.total_bytes()),
+            "limit_bytes": int(pool.get_limit()) or None,  # 0 means no limit
+        }
+    problem = problem if problem is not None else cuda_problem(0)
+    report["available"] = problem is None
+    report["reason"] = None if problem is None else problem.reason
+    report["fix"] = None if problem is None else problem.fix
     return report
 
 

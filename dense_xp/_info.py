@@ -80,6 +80,15 @@ def format_info(report: list[dict[str, Any]]) -> str:
         lines.extend(f"    device {device}" for device in entry["devices"])
         if entry.get("reason"):
             lines.append(f"    reason: {entry['reason']}")
+        if entry.get("fix"):
+            lines.append(f"    fix: {entry['fix']}")
+        pool = entry.get("memory_pool")
+        if pool:
+            limit = "none" if pool["limit_bytes"] is None else f"{pool['limit_bytes'] / 2**20:.0f} MiB"
+            lines.append(
+                f"    memory pool: {pool['used_bytes'] / 2**20:.1f} MiB in use, "
+                f"{pool['held_bytes'] / 2**20:.1f} MiB held, limit {limit}"
+            )
     try:
         xp, device = _backend.resolve_device()
         resolved = f"{_backend.namespace_name(xp)} on {device!r}"

@@ -79,12 +79,16 @@ class DenseLayer:
         self.init = init
         self.xp, self.device = _backend.resolve_device(device, xp=xp)
         dtype = _checks.resolve_dtype(dtype, xp=self.xp, device=self.device)
-        self.W = _backend.from_host(W, xp=self.xp, device=self.device, dtype=dtype)
-        self.b = self.xp.zeros((1, self.output_size), dtype=dtype, device=self.device) if use_bias else None
+        with _backend.on_device(self.device):
+            self.W = _backend.from_host(W, xp=self.xp, device=self.device, dtype=dtype)
+            self.b = (
+                self.xp.zeros((1, self.output_size), dtype=dtype, device=self.device) if use_bias else None
+            )
         self.grads: dict[str, Any] = {}
         self._bind()
 
     # -- the contract -----------------------------------------------------
+    @_backend.runs_on_device
     def forward(self, X: Any) -> Any:
         """``act(X @ W + b)``.
 
@@ -98,6 +102,12 @@ class DenseLayer:
         array, shape (n, output_size), on the layer's device and dtype
         """
         X = self._input(X)
+        if self.b is not None and self.b.dtype != self.W.dtype:
+            msg = (
+                f"`b` has dtype {_checks.dtype_name(self.b.dtype)} but `W` has "
+                f"{_checks.dtype_name(self.W.dtype)}: a layer's parameters share one dtype"
+            )
+            raise TypeError(msg)
         z = X @ self.W
         fused = self._fused and self._fused.forward(z, self.b, self.activation)
         if fused:
@@ -108,6 +118,7 @@ class DenseLayer:
         self._cache = (X, z if self._act.saves == "input" else y)
         return y
 
+    @_backend.runs_on_device
     def backward(self, d_out: Any, lr: float | None = 0.01) -> Any:
         """Gradients of the last :meth:`forward`, then ``W -= lr*dW; b -= lr*db``.
 
@@ -230,8 +241,9 @@ class DenseLayer:
         new_xp, new_device = _backend.resolve_device(device, xp=xp)
         dtype = _checks.resolve_dtype(_checks.dtype_name(self.dtype), xp=new_xp, device=new_device)
         move = _backend.mover(self.xp, self.device, new_xp, new_device, dtype)
-        self.W, self.b = move(self.W), move(self.b)
-        self.grads = {name: move(grad) for name, grad in self.grads.items()}
+        with _backend.on_device(new_device):
+            self.W, self.b = move(self.W), move(self.b)
+            self.grads = {name: move(grad) for name, grad in self.grads.items()}
         self.xp, self.device = new_xp, new_device
         self._bind()
         return self

@@ -40,6 +40,11 @@ def _shape(x: Any) -> tuple[int, ...]:
     return tuple(x.shape)
 
 
+def _device(y_pred: Any) -> Any:
+    """``y_pred``'s device (``None`` for what is not an array: :func:`_prepare` refuses it)."""
+    return array_api_compat.device(y_pred) if array_api_compat.is_array_api_obj(y_pred) else None
+
+
 def _prepare(y_pred: Any, y_true: Any, *, cast: bool) -> tuple[Any, Any]:
     """``(xp, y_true)`` with ``y_true`` on ``y_pred``'s device, in ``y_pred``'s dtype if ``cast``."""
     xp = array_api_compat.array_namespace(y_pred)
@@ -95,7 +100,14 @@ class Loss:
     name = "loss"
 
     def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
-        """Mean loss (0-d array) and per-sample gradient ``(n, k)`` of ``y_pred`` against ``y_true``."""
+        """Mean loss (0-d array) and per-sample gradient ``(n, k)`` of ``y_pred`` against ``y_true``.
+
+        Computed on ``y_pred``'s device (made current for libraries that have one, such as CuPy).
+        """
+        with _backend.on_device(_device(y_pred)):
+            return self._compute(y_pred, y_true)
+
+    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         raise NotImplementedError
 
     def validate(self, y_true: Any, n_outputs: int, *, n_samples: int | None = None) -> None:
@@ -122,6 +134,10 @@ class Loss:
         if n_samples is not None:
             n_samples = check_int(n_samples, "n_samples")
         xp, y = _host_or_device(y_true)
+        with _backend.on_device(array_api_compat.device(y)):
+            self._validate(y, n_outputs, n_samples, xp=xp)
+
+    def _validate(self, y: Any, n_outputs: int, n_samples: int | None, *, xp: Any) -> None:
         shape = _shape(y)
         allowed = self._allowed_shapes(y, n_outputs)
         n = shape[0] if shape else 0
@@ -157,7 +173,7 @@ class MeanSquaredError(Loss):
 
     name = "mse"
 
-    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         xp, y_true = _prepare(y_pred, y_true, cast=True)
         diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
         value = xp.mean(diff * diff)
@@ -178,7 +194,7 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
 
-    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         z = y_pred
         xp, t = _prepare(z, y_true, cast=True)
         t = _same_shape(z, t, xp=xp)
@@ -211,7 +227,7 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
 
-    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         z = y_pred
         xp, t = _prepare(z, y_true, cast=False)
         n, k = _shape(z)
@@ -282,6 +298,11 @@ def accuracy(y_pred: Any, y_true: Any) -> Any:
         With ``k == 1``: targets, true where ``>= 0.5``. Otherwise integer
         class indices ``(n,)`` or one-hot rows ``(n, k)`` (compared by argmax).
     """
+    with _backend.on_device(_device(y_pred)):
+        return _accuracy(y_pred, y_true)
+
+
+def _accuracy(y_pred: Any, y_true: Any) -> Any:
     xp, t = _prepare(y_pred, y_true, cast=False)
     n, k = _shape(y_pred)
     if k == 1:

@@ -18,7 +18,7 @@ from typing import Any
 
 import array_api_compat
 
-from . import _checks
+from . import _backend, _checks
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "get_optimizer"]
 
@@ -149,24 +149,25 @@ class Optimizer:
                     f"the parameter is {sig} and the gradient {_signature(g)}"
                 )
                 raise ValueError(msg)
-        if self._signatures is None:
-            self.state = [
-                {name: xp.zeros_like(p, device=sig[2]) for name in self._state_names}
-                for p, sig in zip(params, signatures, strict=True)
-            ]
-            self._signatures = signatures
-        elif signatures != self._signatures:
+        if self._signatures is not None and signatures != self._signatures:
             msg = (
                 f"`params` must match those of the first step ({len(self._signatures)} arrays "
                 f"{[s[0] for s in self._signatures]}), got {len(signatures)} arrays "
                 f"{[s[0] for s in signatures]} (or another dtype or device); call reset() to start over"
             )
             raise ValueError(msg)
-        self.steps += 1
-        return [
-            self._update(i, p, g, xp=xp, inplace=array_api_compat.is_writeable_array(p))
-            for i, (p, g) in enumerate(zip(params, grads, strict=True))
-        ]
+        with _backend.on_device(signatures[0][2]):  # state and updates on the parameters' device
+            if self._signatures is None:
+                self.state = [
+                    {name: xp.zeros_like(p, device=sig[2]) for name in self._state_names}
+                    for p, sig in zip(params, signatures, strict=True)
+                ]
+                self._signatures = signatures
+            self.steps += 1
+            return [
+                self._update(i, p, g, xp=xp, inplace=array_api_compat.is_writeable_array(p))
+                for i, (p, g) in enumerate(zip(params, grads, strict=True))
+            ]
 
     def _update(self, i: int, p: Any, g: Any, *, xp: Any, inplace: bool) -> Any:
         raise NotImplementedError

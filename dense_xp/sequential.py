@@ -58,12 +58,14 @@ class Sequential:
     device = property(lambda self: self.layers[0].device, doc="The device of the parameters.")
     dtype = property(lambda self: self.layers[0].dtype, doc="The dtype of the parameters.")
 
+    @_backend.runs_on_device
     def forward(self, X: Any) -> Any:
         """The output of the last layer, shape ``(n, layers[-1].output_size)``."""
         for layer in self.layers:
             X = layer.forward(X)
         return X
 
+    @_backend.runs_on_device
     def backward(self, d_out: Any, lr: float | None = None) -> Any:
         """Backpropagate ``d_out`` (per-sample, the layer convention) through every layer.
 
@@ -114,6 +116,7 @@ class Sequential:
         for start in range(0, n, batch_size):
             yield slice(start, start + batch_size) if order is None else order[start : start + batch_size]
 
+    @_backend.runs_on_device
     def fit(
         self,
         X: Any,
@@ -233,6 +236,7 @@ class Sequential:
             self._set_parameters(checkpoint)
 
     # -- inference -------------------------------------------------------------
+    @_backend.runs_on_device
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """Outputs for ``X`` on the model's device, shape ``(n, output_size)``.
 
@@ -246,6 +250,7 @@ class Sequential:
         ]
         return outs[0] if len(outs) == 1 else self.xp.concat(outs, axis=0)
 
+    @_backend.runs_on_device
     def evaluate(
         self, X: Any, y: Any, *, loss: Any, metrics: Sequence[str] = METRICS, batch_size: int = 1024
     ) -> dict[str, float]:

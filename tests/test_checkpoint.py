@@ -28,7 +28,8 @@ def _layer(*args, xp, device, **kwargs):
     """A DenseLayer with a nonzero bias."""
     layer = DenseLayer(*args, device=device, xp=xp, **kwargs)
     if layer.b is not None:
-        layer.b = layer.b + 0.5
+        with _backend.on_device(device):  # CuPy computes on the current device
+            layer.b = layer.b + 0.5
     return layer
 
 
@@ -80,7 +81,8 @@ def test_sequential_round_trip_through_cpu_and_back(backend, tmp_path, dtype):
         [DenseLayer(4, 8, "relu", seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)]
     ).to(device, xp=xp)
     for layer in model.layers:
-        layer.b = layer.b + 0.25  # nonzero biases
+        with _backend.on_device(device):
+            layer.b = layer.b + 0.25  # nonzero biases
     model.save(tmp_path / "seq.npz")
     on_cpu = load(tmp_path / "seq.npz", "cpu")
     assert isinstance(on_cpu, Sequential)
