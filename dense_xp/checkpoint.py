@@ -9,10 +9,11 @@ pickled) holding each parameter little-endian under ``layers.<i>.W`` and
      "layers": [{"config": layer.get_config(), "dtype": "float32",
                  "arrays": {"W": {"shape": [4, 8], "dtype": "<f4"}, "b": {...}}}]}
 
-Loading checks the zip directory (member names, uncompressed sizes) and the
-manifest against each other before decompressing anything, and each array's
-``.npy`` header (shape, dtype) before reading its data: a hostile file costs
-no more memory than the model its manifest describes. Any problem is a
+Loading refuses anything but a regular file before opening it, then checks
+the zip directory (member names, uncompressed sizes) and the manifest against
+each other before decompressing anything, and each array's ``.npy`` header
+(shape, dtype) before reading its data: a hostile file costs no more memory
+than the model its manifest describes. Any problem is a
 :class:`CheckpointError` naming the file.
 """
 
@@ -22,6 +23,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from typing import TYPE_CHECKING, Any
 
 from . import _backend, _checks, _manifest
@@ -34,6 +36,13 @@ if TYPE_CHECKING:
 __all__ = ["FORMAT_VERSION", "CheckpointError", "load", "save"]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_SPECIAL = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class CheckpointError(ValueError):
@@ -134,6 +143,29 @@ def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
     _write_atomic(name, arrays)
 
 
+def _check_regular(name: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = next((kind for test, kind in _SPECIAL if test(mode)), "a special file")
+        raise _error(name, f"`path` is {what}, not a regular file")
+
+
+def _open(name: str) -> Any:
+    """``name`` opened for binary reading, once it is known to be a regular file (never blocks)."""
+    try:
+        _check_regular(name, os.stat(name).st_mode)
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no checkpoint file at this path", name) from None
+    try:
+        _check_regular(name, os.fstat(fd).st_mode)  # the path may have changed since os.stat
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_manifest(npz: _backend.NpzReader) -> dict[str, Any]:
     size = npz.sizes.get("manifest.npy")
     if size is None:
@@ -181,11 +213,7 @@ def _read_array(npz: _backend.NpzReader, key: str, shape: tuple[int, int], code:
 
 def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The manifest of checkpoint ``name`` and, per layer, its host arrays by parameter name."""
-    try:
-        file = open(name, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, "no checkpoint file at this path", name) from None
-    with file:
+    with _open(name) as file:
         head = file.read(4)
         if not head:
             raise _error(name, "the file is empty")
@@ -215,7 +243,8 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by :func:`save`.
+        A regular file written by :func:`save`. A directory, FIFO, socket or
+        device is refused before it is opened.
     device : str or device object, optional
         Where the parameters go; ``None`` takes :func:`dense_xp.get_default_device`
         (or ``xp``'s default device when ``xp`` is given).
@@ -233,7 +262,8 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
     FileNotFoundError
         There is no file at ``path``.
     CheckpointError
-        The file is not an ``.npz``, is truncated, holds pickled objects or members its manifest does not
+        ``path`` is not a regular file, or the file is not an ``.npz``, is
+        truncated, holds pickled objects or members its manifest does not
         name, has a missing, invalid, oversized or newer manifest, or arrays
         whose size, header or data do not match it. No array is read before
         its size in the zip directory and its header match the manifest.

@@ -1,8 +1,8 @@
-"""Checkpoints from someone else: zip bombs, lying headers, and fuzzed bytes.
+"""Checkpoints from someone else: special files, zip bombs, lying headers, and fuzzed bytes.
 
 A hostile file must be refused with :class:`CheckpointError` while costing no
 more memory than the model its manifest describes, and ``load`` must never
-raise anything else.
+block or raise anything else.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import tracemalloc
 import zipfile
 import zlib
@@ -220,6 +221,62 @@ def test_save_refuses_a_manifest_load_would_refuse(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"`obj` has 3 layers: its manifest would take \d+ bytes, more than"):
         save(model, tmp_path / "big.npz")
     assert os.listdir(tmp_path) == []
+
+
+# -- special files ---------------------------------------------------------------------
+def _load_with_deadline(path, seconds=5.0):
+    """What ``load(path)`` raised, or fail if it is still blocked after ``seconds``."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = load(path, "cpu")
+        except BaseException as exc:
+            outcome["exc"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # a writer releases the blocked open()
+        os.close(fd)
+        thread.join(seconds)
+        pytest.fail(f"load({str(path)!r}) blocked for {seconds} s")
+    return outcome.get("exc")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_refused_without_blocking(tmp_path):
+    path = tmp_path / "pipe.npz"
+    os.mkfifo(path)
+    exc = _load_with_deadline(path)
+    assert isinstance(exc, CheckpointError), repr(exc)
+    assert "`path` is a FIFO (named pipe), not a regular file" in str(exc)
+    assert str(path) in str(exc)
+
+
+def test_directory_refused(tmp_path):
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(
+        CheckpointError, match=r"checkpoint '.*dir.npz': `path` is a directory, not a regular"
+    ):
+        load(tmp_path / "dir.npz", "cpu")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this platform")
+@pytest.mark.parametrize("device_file", ["/dev/zero", "/dev/null"])
+def test_device_file_refused(device_file):
+    with pytest.raises(
+        CheckpointError, match=rf"'{device_file}': `path` is a character device, not a regular"
+    ):
+        load(device_file, "cpu")
+
+
+def test_symlink_to_a_checkpoint_loads(tmp_path):
+    layer = DenseLayer(3, 2, seed=4)
+    save(layer, tmp_path / "real.npz")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "real.npz")
+    np.testing.assert_array_equal(load(tmp_path / "link.npz", "cpu").W, layer.W)
 
 
 # -- fuzzing -------------------------------------------------------------------------------
