@@ -9,22 +9,25 @@ pickled) holding each parameter little-endian under ``layers.<i>.W`` and
      "layers": [{"config": layer.get_config(), "dtype": "float32",
                  "arrays": {"W": {"shape": [4, 8], "dtype": "<f4"}, "b": {...}}}]}
 
-Loading checks the manifest against the arrays and the configs before it
-builds anything; any problem is a :class:`CheckpointError` naming the file.
+Loading refuses anything but a regular file before opening it, then checks
+the zip directory (member names, uncompressed sizes) and the manifest against
+each other before decompressing anything, and each array's ``.npy`` header
+(shape, dtype) before reading its data: a hostile file costs no more memory
+than the model its manifest describes. Any problem is a
+:class:`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import secrets
-import zipfile
-import zlib
+import stat
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _checks
+from . import _backend, _checks, _manifest
+from ._manifest import FORMAT_VERSION
 from .layer import DenseLayer
 
 if TYPE_CHECKING:
@@ -32,14 +35,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "load", "save"]
 
-FORMAT = "dense_xp"
-FORMAT_VERSION = 1
-KINDS = ("DenseLayer", "Sequential")
-_CODES = {"float16": "<f2", "float32": "<f4", "float64": "<f8"}
-_TOP_KEYS = {"format", "format_version", "kind", "dense_xp_version", "layers"}
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_READ_ERRORS = (OSError, EOFError, KeyError, NotImplementedError, RuntimeError, zipfile.BadZipFile)
-_READ_ERRORS += (zlib.error,)
+_SPECIAL = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class CheckpointError(ValueError):
@@ -129,140 +132,109 @@ def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
         for param, value in layer.parameters().items():
             host = _backend.to_numpy(value)
             arrays[f"layers.{i}.{param}"] = host
-            listed[param] = {"shape": [int(n) for n in host.shape], "dtype": _CODES[dtype]}
+            listed[param] = {"shape": [int(n) for n in host.shape], "dtype": _manifest.CODES[dtype]}
         entries.append({"config": layer.get_config(), "dtype": dtype, "arrays": listed})
-    from . import __version__
-
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "dense_xp_version": __version__,
-        "layers": entries,
-    }
-    arrays["manifest"] = _backend.bytes_array(
-        json.dumps(manifest, sort_keys=True, allow_nan=False).encode("utf-8")
-    )
+    raw = _manifest.encode(kind, entries)
+    if len(raw) > _manifest.MAX_BYTES:
+        msg = f"`obj` has {len(layers)} layers: its manifest would take {len(raw)} bytes, more than the"
+        msg += f" {_manifest.MAX_BYTES} a checkpoint may hold"
+        raise ValueError(msg)
+    arrays["manifest"] = _backend.bytes_array(raw)
     _write_atomic(name, arrays)
 
 
-def _read(name: str) -> dict[str, Any]:
+def _check_regular(name: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = next((kind for test, kind in _SPECIAL if test(mode)), "a special file")
+        raise _error(name, f"`path` is {what}, not a regular file")
+
+
+def _open(name: str) -> Any:
+    """``name`` opened for binary reading, once it is known to be a regular file (never blocks)."""
     try:
-        file = open(name, "rb")  # noqa: SIM115
+        _check_regular(name, os.stat(name).st_mode)
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "no checkpoint file at this path", name) from None
-    with file:
+    try:
+        _check_regular(name, os.fstat(fd).st_mode)  # the path may have changed since os.stat
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_manifest(npz: _backend.NpzReader) -> dict[str, Any]:
+    size = npz.sizes.get("manifest.npy")
+    if size is None:
+        raise _manifest.Invalid("it has no 'manifest' entry, so it is not a dense_xp checkpoint")
+    limit = _manifest.MAX_BYTES
+    if size > limit + _backend.NPY_HEADER_MAX:
+        raise _manifest.Invalid(
+            f"its manifest inflates to {size} bytes, more than the {limit} a checkpoint may hold"
+        )
+
+    def accept(shape: tuple[int, ...], dtype: str) -> None:
+        if len(shape) != 1 or dtype != "|u1":
+            raise _manifest.Invalid("its 'manifest' entry is not a 1-D uint8 array of JSON bytes")
+
+    return _manifest.parse(_backend.array_bytes(npz.read("manifest.npy", accept)))
+
+
+def _check_members(npz: _backend.NpzReader, expected: dict[str, tuple[tuple[int, int], str]]) -> None:
+    """The zip directory lists exactly the manifest and the arrays it names, none larger than it says."""
+    extra = sorted(set(npz.sizes) - {"manifest.npy"} - {f"{key}.npy" for key in expected})
+    if extra:
+        more = f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+        raise _manifest.Invalid(f"it holds members the manifest does not name: {extra[:5]}{more}")
+    for key, (shape, code) in expected.items():
+        size = npz.sizes.get(f"{key}.npy")
+        if size is None:
+            raise _manifest.Invalid(f"array {key!r} is missing")
+        nbytes = shape[0] * shape[1] * _manifest.ITEMSIZES[code]
+        if size > nbytes + _backend.NPY_HEADER_MAX:
+            problem = (
+                f"member '{key}.npy' inflates to {size} bytes; the manifest's {shape} {code} needs {nbytes}"
+            )
+            raise _manifest.Invalid(f"{problem} (and a header of at most {_backend.NPY_HEADER_MAX})")
+
+
+def _read_array(npz: _backend.NpzReader, key: str, shape: tuple[int, int], code: str, rule: str) -> Any:
+    def accept(found: tuple[int, ...], dtype: str) -> None:
+        if dtype != code:
+            raise _manifest.Invalid(f"array {key!r} has dtype {dtype!r}, the manifest says {code!r}")
+        if found != shape:
+            raise _manifest.Invalid(f"array {key!r} has shape {found}, not {shape}: {rule}")
+
+    return npz.read(f"{key}.npy", accept)
+
+
+def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest of checkpoint ``name`` and, per layer, its host arrays by parameter name."""
+    with _open(name) as file:
         head = file.read(4)
         if not head:
             raise _error(name, "the file is empty")
         if head not in _ZIP_MAGIC:
             raise _error(name, f"it is not a .npz file (it starts with {head!r}, not a zip signature)")
-        file.seek(0)
         try:
-            return _backend.read_npz(file)
-        except ValueError as exc:
-            if "pickle" in str(exc):
-                problem = "it holds a pickled object array; checkpoints never load Python objects (pickle)"
-                raise _error(name, problem) from None
-            raise _error(name, f"it is damaged ({exc})") from None
-        except _READ_ERRORS as exc:
-            raise _error(name, f"it is truncated or damaged ({type(exc).__name__}: {exc})") from None
-
-
-def _is_array(a: Any) -> bool:
-    return hasattr(a, "dtype") and hasattr(a, "shape") and hasattr(a, "ndim")
-
-
-def _manifest(name: str, entries: dict[str, Any]) -> dict[str, Any]:
-    raw = entries.get("manifest")
-    if raw is None:
-        raise _error(name, "it has no 'manifest' entry, so it is not a dense_xp checkpoint")
-    if not _is_array(raw) or raw.ndim != 1 or _checks.dtype_name(raw.dtype) != "uint8":
-        raise _error(name, "its 'manifest' entry is not a 1-D uint8 array of JSON bytes")
-    try:
-        manifest = json.loads(_backend.array_bytes(raw).decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise _error(name, f"its manifest is not valid UTF-8 JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise _error(name, f"its manifest must be a JSON object, got {type(manifest).__name__}")
-    if manifest.get("format") != FORMAT:
-        raise _error(name, f"its manifest format is {manifest.get('format')!r}, not {FORMAT!r}")
-    version = manifest.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise _error(name, f"its manifest format_version must be an integer >= 1, got {version!r}")
-    if version > FORMAT_VERSION:
-        from . import __version__
-
-        writer = manifest.get("dense_xp_version", "?")
-        problem = f"it was written by a newer dense_xp ({writer}, format_version {version}); this dense_xp"
-        problem += f" {__version__} reads format_version <= {FORMAT_VERSION}: upgrade dense_xp"
-        raise _error(name, problem)
-    unknown = sorted(set(manifest) - _TOP_KEYS)
-    if unknown:
-        raise _error(name, f"its manifest has unknown keys {unknown}")
-    if manifest.get("kind") not in KINDS:
-        raise _error(name, f"its manifest kind must be one of {KINDS}, got {manifest.get('kind')!r}")
-    layers = manifest.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise _error(name, f"its manifest 'layers' must be a non-empty list, got {layers!r}")
-    if manifest["kind"] == "DenseLayer" and len(layers) != 1:
-        raise _error(name, f"a DenseLayer checkpoint must describe 1 layer, this one describes {len(layers)}")
-    return manifest
-
-
-def _config_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """The parameter shapes a config asks for (DenseLayer's own argument checks)."""
-    missing = [key for key in ("input_size", "output_size") if key not in config]
-    if missing:
-        msg = f"{missing} missing"
-        raise ValueError(msg)
-    n_in = _checks.check_int(config["input_size"], "input_size")
-    n_out = _checks.check_int(config["output_size"], "output_size")
-    use_bias = config.get("use_bias", True)
-    if not isinstance(use_bias, bool):
-        msg = f"`use_bias` must be True or False, got {use_bias!r}"
-        raise TypeError(msg)
-    return {"W": (n_in, n_out), "b": (1, n_out)} if use_bias else {"W": (n_in, n_out)}
-
-
-def _layer_arrays(name: str, i: int, entry: Any, entries: dict[str, Any]) -> dict[str, Any]:
-    """Check layer ``i`` of the manifest against its config and its arrays; its arrays by name."""
-    if not isinstance(entry, dict) or set(entry) != {"config", "dtype", "arrays"}:
-        raise _error(name, f"manifest layer {i} must be an object with keys 'arrays', 'config', 'dtype'")
-    config, dtype, listed = entry["config"], entry["dtype"], entry["arrays"]
-    if not isinstance(config, dict):
-        raise _error(name, f"layer {i} config must be an object, got {config!r}")
-    if dtype not in _CODES:
-        raise _error(name, f"layer {i} dtype must be a float dtype {tuple(_CODES)}, got {dtype!r}")
-    try:
-        shapes = _config_shapes(config)
-    except (TypeError, ValueError) as exc:
-        raise _error(name, f"layer {i} has an invalid config: {exc}") from None
-    if not isinstance(listed, dict) or set(listed) != set(shapes):
-        got = sorted(listed) if isinstance(listed, dict) else listed
-        raise _error(name, f"layer {i} manifest lists arrays {got!r}, its config needs {sorted(shapes)}")
-    arrays = {}
-    for param, shape in shapes.items():
-        key, spec, code = f"layers.{i}.{param}", listed[param], _CODES[dtype]
-        rule = f"W must be (input_size, output_size) = {shapes['W']} and b (1, output_size)"
-        if not isinstance(spec, dict) or set(spec) != {"shape", "dtype"}:
-            raise _error(name, f"manifest entry of array {key!r} must be an object with 'dtype' and 'shape'")
-        if spec["dtype"] != code:
-            problem = f"manifest dtype {spec['dtype']!r} of {key!r} does not match layer dtype {dtype}"
-            raise _error(name, f"{problem} ({code!r})")
-        if spec["shape"] != list(shape):
-            raise _error(name, f"manifest shape {spec['shape']!r} of {key!r} contradicts the config: {rule}")
-        arr = entries.get(key)
-        if arr is None:
-            raise _error(name, f"array {key!r} is missing")
-        if not _is_array(arr):
-            raise _error(name, f"entry {key!r} is not an array")
-        if arr.dtype.str != code:
-            raise _error(name, f"array {key!r} has dtype {arr.dtype.str!r}, the manifest says {code!r}")
-        if tuple(arr.shape) != shape:
-            raise _error(name, f"array {key!r} has shape {tuple(arr.shape)}, not {shape}: {rule}")
-        arrays[param] = arr
-    return arrays
+            npz = _backend.NpzReader(file)
+            manifest = _read_manifest(npz)
+            layers = _manifest.layer_arrays(manifest)
+            _check_members(
+                npz, {f"layers.{i}.{p}": spec for i, arr in enumerate(layers) for p, spec in arr.items()}
+            )
+            arrays = []
+            for i, listed in enumerate(layers):
+                rule = _manifest.rule({p: shape for p, (shape, _) in listed.items()})
+                arrays.append(
+                    {p: _read_array(npz, f"layers.{i}.{p}", *spec, rule) for p, spec in listed.items()}
+                )
+        except (_backend.NpzError, _manifest.Invalid) as exc:
+            raise _error(name, str(exc)) from None
+    return manifest, arrays
 
 
 def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) -> DenseLayer | Sequential:
@@ -271,7 +243,8 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by :func:`save`.
+        A regular file written by :func:`save`. A directory, FIFO, socket or
+        device is refused before it is opened.
     device : str or device object, optional
         Where the parameters go; ``None`` takes :func:`dense_xp.get_default_device`
         (or ``xp``'s default device when ``xp`` is given).
@@ -289,25 +262,16 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
     FileNotFoundError
         There is no file at ``path``.
     CheckpointError
-        The file is not an ``.npz``, is truncated, holds pickled objects, has a
-        missing, invalid or newer manifest, or arrays that do not match it.
+        ``path`` is not a regular file, or the file is not an ``.npz``, is
+        truncated, holds pickled objects or members its manifest does not
+        name, has a missing, invalid, oversized or newer manifest, or arrays
+        whose size, header or data do not match it. No array is read before
+        its size in the zip directory and its header match the manifest.
     """
     xp, device = _backend.resolve_device(device, xp=xp)
     name = _path(path)
-    entries = _read(name)
-    manifest = _manifest(name, entries)
+    manifest, arrays = _read(name)
     specs = manifest["layers"]
-    arrays = [_layer_arrays(name, i, entry, entries) for i, entry in enumerate(specs)]
-    expected = {"manifest"} | {f"layers.{i}.{p}" for i, found in enumerate(arrays) for p in found}
-    extra = sorted(set(entries) - expected)
-    if extra:
-        raise _error(name, f"it holds unexpected arrays {extra}")
-    for i in range(1, len(specs)):
-        n_in, n_prev = specs[i]["config"]["input_size"], specs[i - 1]["config"]["output_size"]
-        if n_in != n_prev:
-            raise _error(name, f"layer {i} takes {n_in} inputs but layer {i - 1} gives {n_prev}")
-        if specs[i]["dtype"] != specs[0]["dtype"]:
-            raise _error(name, f"layer {i} is {specs[i]['dtype']} but layer 0 is {specs[0]['dtype']}")
     layers = []
     for i, (spec, params) in enumerate(zip(specs, arrays, strict=True)):
         dtype = _checks.resolve_dtype(spec["dtype"], xp=xp, device=device)
