@@ -398,16 +398,40 @@ def _host_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def as_dataset(x: Any, *, name: str, xp: Any, device: Any) -> Any:
+def as_dataset(x: Any, *, name: str, xp: Any, device: Any, check_finite: bool = False) -> Any:
     """Keep an array of ``xp`` on ``device`` as it is; anything else becomes a host NumPy array.
 
     Training data stays where the user put it: host data is moved to the
     device batch by batch (:func:`rows`), so it may be larger than device memory.
+    With ``check_finite``, floating data holding NaN or infinity raises a
+    ValueError naming ``name`` (one reduction, and one transfer of a flag).
     """
     on_host = isinstance(x, (np.ndarray, np.generic)) or not array_api_compat.is_array_api_obj(x)
     if on_host and not array_api_compat.is_numpy_namespace(xp):
-        return _host_array(x, name)
-    return as_input(x, name=name, xp=xp, device=device)
+        data = _host_array(x, name)
+    else:
+        data = as_input(x, name=name, xp=xp, device=device)
+    if check_finite:
+        _check_finite(data, name)
+    return data
+
+
+def _check_finite(data: Any, name: str) -> None:
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind != "f" or np.isfinite(data).all():
+            return
+        bad = ~np.isfinite(data)
+    else:
+        xp = array_api_compat.array_namespace(data)
+        if not xp.isdtype(data.dtype, "real floating") or bool(xp.all(xp.isfinite(data))):
+            return
+        bad = ~np.isfinite(to_numpy(data))
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    msg = (
+        f"`{name}` must hold finite numbers, got {int(bad.sum())} NaN or infinite value(s), the first at "
+        f"index {first}; clean the data, or pass check_finite=False to skip this check"
+    )
+    raise ValueError(msg)
 
 
 def rows(data: Any, index: Any, *, xp: Any, device: Any) -> Any:
@@ -424,13 +448,16 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
 
     Host data (NumPy arrays, nested lists, scalars) is moved to the device.
     Arrays of another library, or on another device, are refused with a
-    ValueError that names both devices. Bool, complex, string and object data
+    ValueError that names both devices. A torch tensor that requires grad is
+    detached: nothing computed from it joins an autograd graph. Bool, complex, string and object data
     raise TypeError.
     """
     if type(x) is _NATIVE.get(id(xp)) and x.dtype == dtype and (xp is _NUMPY_XP or x.device == device):
         return x  # the hot path: already an array of the layer, in its dtype, on its device
     host = isinstance(x, (np.ndarray, np.generic)) and not array_api_compat.is_numpy_namespace(xp)
     if array_api_compat.is_array_api_obj(x) and not host:
+        if array_api_compat.is_torch_array(x) and x.requires_grad:
+            x = x.detach()  # parameters must never join an autograd graph
         if array_api_compat.array_namespace(x) is not xp or array_api_compat.device(x) != device:
             msg = (
                 f"`{name}` is {_describe(x)}, but the layer lives on device {device!r} "

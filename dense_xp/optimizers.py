@@ -155,18 +155,44 @@ class Optimizer:
                 for p, sig in zip(params, signatures, strict=True)
             ]
             self._signatures = signatures
-        elif signatures != self._signatures:
-            msg = (
-                f"`params` must match those of the first step ({len(self._signatures)} arrays "
-                f"{[s[0] for s in self._signatures]}), got {len(signatures)} arrays "
-                f"{[s[0] for s in signatures]} (or another dtype or device); call reset() to start over"
-            )
-            raise ValueError(msg)
+        else:
+            self._check_signatures(signatures)
         self.steps += 1
         return [
             self._update(i, p, g, xp=xp, inplace=array_api_compat.is_writeable_array(p))
             for i, (p, g) in enumerate(zip(params, grads, strict=True))
         ]
+
+    def check(self, params: Sequence[Any]) -> None:
+        """Refuse ``params`` that the state of earlier steps does not fit, before any gradient is computed.
+
+        :meth:`step` refuses the same parameters, but only once their gradients
+        exist; call this first to leave them untouched. Always passes after
+        :meth:`reset` or before the first step.
+
+        Parameters
+        ----------
+        params : sequence of arrays
+            The parameters the next steps will update.
+
+        Raises
+        ------
+        ValueError
+            ``params`` differ in number, shape, dtype or device from those of
+            the first step; call :meth:`reset` to start over.
+        """
+        params = _arrays(params, "params")
+        if self._signatures is not None:
+            self._check_signatures([_signature(p) for p in params])
+
+    def _check_signatures(self, signatures: list[tuple[Any, ...]]) -> None:
+        if signatures != self._signatures:
+            msg = (
+                f"`params` must match those of the first step ({len(self._signatures or ())} arrays "
+                f"{[s[0] for s in self._signatures or ()]}), got {len(signatures)} arrays "
+                f"{[s[0] for s in signatures]} (or another dtype or device); call reset() to start over"
+            )
+            raise ValueError(msg)
 
     def _update(self, i: int, p: Any, g: Any, *, xp: Any, inplace: bool) -> Any:
         raise NotImplementedError
