@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import pathlib
 import re
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dense_xp
 from dense_xp import DenseLayer, Sequential, TrainingDivergedError
 from dense_xp.losses import mse
 from dense_xp.optimizers import SGD, Adam
@@ -401,3 +403,16 @@ def test_fit_arguments_fuzzed(
         return
     assert re.search(r"`\w+", refusal), f"the message names no argument: {refusal}"
     _assert_unchanged(model, before)
+
+
+def test_readme_reliability_section_names_existing_tests():
+    """The README's promises point at tests that exist."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Reliability", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"`tests/(test_\w+\.py)::(test_\w+)`", section)
+    assert len(names) >= 3
+    for file, test in names:
+        assert f"def {test}(" in (root / "tests" / file).read_text(encoding="utf-8"), (file, test)
+    assert "tests/test_checkpoint" in section
+    assert dense_xp.TrainingDivergedError.__name__ in section
