@@ -18,6 +18,7 @@ import math
 import os
 import re
 import struct
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -82,39 +83,93 @@ def _parse(spec: str, *, name: str = "device") -> tuple[str, int | None]:
     return kind, (int(index) if index is not None else 0) if kind == "cuda" else None
 
 
-def _check_request(device: Any, name: str) -> None:
+def _is_cupy_device(device: Any) -> bool:
+    cupy = sys.modules.get("cupy")  # a CuPy device object exists only once CuPy is imported
+    return cupy is not None and isinstance(device, getattr(getattr(cupy, "cuda", None), "Device", ()))
+
+
+def _check_request(device: Any, name: str, xp: Any = None) -> tuple[Any, Any]:
+    """Validate a device request when it is made; returns ``(device, xp)`` to store.
+
+    With ``xp`` the device is resolved in that namespace now (``None`` is its
+    default device); without, only device strings and CuPy devices are requests.
+    """
+    if xp is not None:
+        xp = _compat(xp)
+        if device is None:
+            return xp.__array_namespace_info__().default_device(), xp
+        return _device_in(xp, device), xp
     if isinstance(device, str):
         _parse(device, name=name)
-    elif device is None or isinstance(device, (bool, int, float)):
-        msg = f"`{name}` must be a device string or a device object, got {device!r}"
-        raise TypeError(msg)
+        return device, None
+    if _is_cupy_device(device):
+        return device, None
+    library = type(device).__module__.partition(".")[0]
+    if library not in ("builtins", "numpy") and device is not None:
+        msg = (
+            f"`{name}` {device!r} is a device object of {library}: pass `xp=` with its array "
+            "namespace too, as in use_device(device, xp=...)"
+        )
+    else:
+        msg = (
+            f'`{name}` must be a device string ("cpu", "cuda", "cuda:N", "auto") or a device object '
+            f"(a cupy.cuda.Device, or one of another library together with `xp=` its namespace), "
+            f"got {device!r}"
+        )
+    raise TypeError(msg)
 
 
-def set_default_device(device: Any) -> None:
-    """Set the process-wide default device (``"cpu"``, ``"cuda[:N]"``, ``"auto"``).
+def set_default_device(device: Any, *, xp: Any = None) -> None:
+    """Set the process-wide default device request.
 
-    It is overridden by :func:`use_device` and by an explicit ``device=``, and
-    itself overrides the ``DENSE_XP_DEVICE`` environment variable. ``None``
-    clears it.
+    Parameters
+    ----------
+    device : str or device object or None
+        ``"cpu"``, ``"cuda[:N]"``, ``"auto"`` or a ``cupy.cuda.Device``; with
+        ``xp``, a device of that namespace (``None``: its default device).
+        ``None`` without ``xp`` clears the default.
+    xp : namespace, optional
+        The array namespace of ``device`` (``torch``, ``array_api_strict``...).
+
+    The request is checked now: a value that could never be used raises
+    ``TypeError`` or ``ValueError`` and leaves the default as it was. It is
+    overridden by :func:`use_device` and by an explicit ``device=``, and
+    itself overrides the ``DENSE_XP_DEVICE`` environment variable.
     """
-    if device is not None:
-        _check_request(device, "device")
-    _default[0] = device
+    _default[0] = None if device is None and xp is None else _check_request(device, "device", xp)
+
+
+def _request() -> tuple[Any, Any, str]:
+    """``(device, xp or None, where it came from)`` of the request in force."""
+    for request in (_context.get(), _default[0]):
+        if request is not None:
+            return (*request, "device")
+    env = os.environ.get(ENV_VAR) or None
+    return ("cpu", None, "device") if env is None else (env, None, ENV_VAR)
 
 
 def get_default_device() -> Any:
-    """The device request in force: ``use_device`` > default > env > ``"cpu"``."""
-    for request in (_context.get(), _default[0], os.environ.get(ENV_VAR) or None):
-        if request is not None:
-            return request
-    return "cpu"
+    """The device request in force: ``use_device`` > default > env > ``"cpu"``.
+
+    The value of ``DENSE_XP_DEVICE`` is returned as it is; it is checked when
+    it is used (:func:`resolve_device` raises a ``ValueError`` naming it).
+    """
+    return _request()[0]
+
+
+def use_device(device: Any, *, xp: Any = None) -> contextlib.AbstractContextManager[None]:
+    """Within the ``with`` block, make ``device`` (of ``xp``) the default device request.
+
+    ``device`` and ``xp`` are as for :func:`set_default_device` (``device=None``
+    needs ``xp``). They are checked at the call: a request that could never be
+    used raises ``TypeError`` or ``ValueError`` there.
+    """
+    return _using(_check_request(device, "device", xp))
 
 
 @contextlib.contextmanager
-def use_device(device: Any) -> Iterator[None]:
-    """Within the ``with`` block, make ``device`` the default device request."""
-    _check_request(device, "device")
-    token = _context.set(device)
+def _using(request: tuple[Any, Any]) -> Iterator[None]:
+    token = _context.set(request)
     try:
         yield
     finally:
@@ -419,25 +474,31 @@ def resolve_device(device: Any = None, *, xp: Any = None) -> tuple[Any, Any]:
     DeviceUnavailableError
         ``"cuda"`` was requested but cannot work here; the message says why.
     """
+    request, name = device, "device"
+    if device is None:
+        request, default_xp, name = _request()
+        if default_xp is not None and (xp is None or _compat(xp) is default_xp):
+            return default_xp, request
     if xp is not None:
         xp = _compat(xp)
         if device is None:
             return xp, xp.__array_namespace_info__().default_device()
         return xp, _device_in(xp, device)
-    request = get_default_device() if device is None else device
-    _check_request(request, "device")
+    _check_request(request, name)
     if isinstance(request, str):
-        kind, index = _parse(request)
+        kind, index = _parse(request, name=name)
         if kind == "auto":
             kind = "cuda" if cuda_unusable_reason(0) is None else "cpu"
         if kind == "cpu":
             return array_api_compat.numpy, "cpu"
-        return _cuda(index or 0, request)
-    cupy = _cupy()[0]
-    if cupy is not None and isinstance(request, cupy.cuda.Device):
-        return _cuda(request.id, request)
-    msg = f"`device` {request!r} is not a device string; pass `xp=` with a device object of that namespace"
-    raise TypeError(msg)
+        try:
+            return _cuda(index or 0, request)
+        except DeviceUnavailableError as exc:
+            if name != ENV_VAR:
+                raise
+            msg = f"{exc} (requested by the environment variable {ENV_VAR}={request!r})"
+            raise DeviceUnavailableError(msg) from None
+    return _cuda(request.id, request)
 
 
 # --------------------------------------------------------------------------
@@ -507,16 +568,40 @@ def _host_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def as_dataset(x: Any, *, name: str, xp: Any, device: Any) -> Any:
+def as_dataset(x: Any, *, name: str, xp: Any, device: Any, check_finite: bool = False) -> Any:
     """Keep an array of ``xp`` on ``device`` as it is; anything else becomes a host NumPy array.
 
     Training data stays where the user put it: host data is moved to the
     device batch by batch (:func:`rows`), so it may be larger than device memory.
+    With ``check_finite``, floating data holding NaN or infinity raises a
+    ValueError naming ``name`` (one reduction, and one transfer of a flag).
     """
     on_host = isinstance(x, (np.ndarray, np.generic)) or not array_api_compat.is_array_api_obj(x)
     if on_host and not array_api_compat.is_numpy_namespace(xp):
-        return _host_array(x, name)
-    return as_input(x, name=name, xp=xp, device=device)
+        data = _host_array(x, name)
+    else:
+        data = as_input(x, name=name, xp=xp, device=device)
+    if check_finite:
+        _check_finite(data, name)
+    return data
+
+
+def _check_finite(data: Any, name: str) -> None:
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind != "f" or np.isfinite(data).all():
+            return
+        bad = ~np.isfinite(data)
+    else:
+        xp = array_api_compat.array_namespace(data)
+        if not xp.isdtype(data.dtype, "real floating") or bool(xp.all(xp.isfinite(data))):
+            return
+        bad = ~np.isfinite(to_numpy(data))
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    msg = (
+        f"`{name}` must hold finite numbers, got {int(bad.sum())} NaN or infinite value(s), the first at "
+        f"index {first}; clean the data, or pass check_finite=False to skip this check"
+    )
+    raise ValueError(msg)
 
 
 def rows(data: Any, index: Any, *, xp: Any, device: Any) -> Any:
@@ -533,13 +618,16 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
 
     Host data (NumPy arrays, nested lists, scalars) is moved to the device.
     Arrays of another library, or on another device, are refused with a
-    ValueError that names both devices. Bool, complex, string and object data
+    ValueError that names both devices. A torch tensor that requires grad is
+    detached: nothing computed from it joins an autograd graph. Bool, complex, string and object data
     raise TypeError.
     """
     if type(x) is _NATIVE.get(id(xp)) and x.dtype == dtype and (xp is _NUMPY_XP or x.device == device):
         return x  # the hot path: already an array of the layer, in its dtype, on its device
     host = isinstance(x, (np.ndarray, np.generic)) and not array_api_compat.is_numpy_namespace(xp)
     if array_api_compat.is_array_api_obj(x) and not host:
+        if array_api_compat.is_torch_array(x) and x.requires_grad:
+            x = x.detach()  # parameters must never join an autograd graph
         if array_api_compat.array_namespace(x) is not xp or array_api_compat.device(x) != device:
             msg = (
                 f"`{name}` is {_describe(x)}, but the layer lives on device {device!r} "

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
+import sys
 from typing import Any
 
-__all__ = ["check_int", "check_lr", "check_seed", "resolve_dtype"]
+__all__ = ["check_int", "check_lr", "check_seed", "check_weight_memory", "resolve_dtype"]
 
 _FLOAT_NAMES = ("float16", "float32", "float64")
 
@@ -47,6 +49,36 @@ def check_lr(lr: Any, name: str = "lr", *, allow_none: bool = True) -> float | N
         msg = f"`{name}` must be a finite number >= 0, got {lr!r}"
         raise ValueError(msg)
     return float(lr)
+
+
+def _host_memory() -> tuple[int, str]:
+    """``(bytes, description)``: the machine's physical memory, or the address space where unknown."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize, "what a process can address"
+
+
+def _bytes(n: int) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+    power = min(max(0, (n.bit_length() - 1) // 10), len(units) - 1)
+    return f"{n / 1024**power:.1f} {units[power]}"
+
+
+def check_weight_memory(input_size: int, output_size: int) -> None:
+    """Refuse a weight matrix larger than the host memory, before anything is allocated.
+
+    Weights are drawn on the host in float64, so ``8 * input_size * output_size``
+    bytes must fit in the machine's physical memory.
+    """
+    need = 8 * input_size * output_size
+    limit, what = _host_memory()
+    if need > limit:
+        msg = (
+            f"`input_size` x `output_size` = {input_size} x {output_size} weights need {_bytes(need)} "
+            f"(float64, drawn on the host), more than {what} ({_bytes(limit)})"
+        )
+        raise ValueError(msg)
 
 
 def dtype_name(dtype: Any) -> str:

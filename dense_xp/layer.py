@@ -69,6 +69,7 @@ class DenseLayer:
     ) -> None:
         self.input_size = _checks.check_int(input_size, "input_size")
         self.output_size = _checks.check_int(output_size, "output_size")
+        _checks.check_weight_memory(self.input_size, self.output_size)
         self._act = get_activation(activation)
         self.activation = activation
         self.seed = _checks.check_seed(seed)

@@ -149,13 +149,8 @@ class Optimizer:
                     f"the parameter is {sig} and the gradient {_signature(g)}"
                 )
                 raise ValueError(msg)
-        if self._signatures is not None and signatures != self._signatures:
-            msg = (
-                f"`params` must match those of the first step ({len(self._signatures)} arrays "
-                f"{[s[0] for s in self._signatures]}), got {len(signatures)} arrays "
-                f"{[s[0] for s in signatures]} (or another dtype or device); call reset() to start over"
-            )
-            raise ValueError(msg)
+        if self._signatures is not None:
+            self._check_signatures(signatures)
         with _backend.on_device(signatures[0][2]):  # state and updates on the parameters' device
             if self._signatures is None:
                 self.state = [
@@ -168,6 +163,37 @@ class Optimizer:
                 self._update(i, p, g, xp=xp, inplace=array_api_compat.is_writeable_array(p))
                 for i, (p, g) in enumerate(zip(params, grads, strict=True))
             ]
+
+    def check(self, params: Sequence[Any]) -> None:
+        """Refuse ``params`` that the state of earlier steps does not fit, before any gradient is computed.
+
+        :meth:`step` refuses the same parameters, but only once their gradients
+        exist; call this first to leave them untouched. Always passes after
+        :meth:`reset` or before the first step.
+
+        Parameters
+        ----------
+        params : sequence of arrays
+            The parameters the next steps will update.
+
+        Raises
+        ------
+        ValueError
+            ``params`` differ in number, shape, dtype or device from those of
+            the first step; call :meth:`reset` to start over.
+        """
+        params = _arrays(params, "params")
+        if self._signatures is not None:
+            self._check_signatures([_signature(p) for p in params])
+
+    def _check_signatures(self, signatures: list[tuple[Any, ...]]) -> None:
+        if signatures != self._signatures:
+            msg = (
+                f"`params` must match those of the first step ({len(self._signatures or ())} arrays "
+                f"{[s[0] for s in self._signatures or ()]}), got {len(signatures)} arrays "
+                f"{[s[0] for s in signatures]} (or another dtype or device); call reset() to start over"
+            )
+            raise ValueError(msg)
 
     def _update(self, i: int, p: Any, g: Any, *, xp: Any, inplace: bool) -> Any:
         raise NotImplementedError

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from . import _backend, _checks
+from ._guard import Guard, TrainingDivergedError
 from .layer import DenseLayer
 from .losses import accuracy, get_loss
 from .optimizers import get_optimizer
@@ -17,14 +17,7 @@ from .optimizers import get_optimizer
 __all__ = ["Sequential", "TrainingDivergedError"]
 
 METRICS = ("accuracy",)
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite; the model keeps finite weights."""
-
-    def __init__(self, message: str, *, epoch: int, batch: int) -> None:
-        super().__init__(message)
-        self.epoch, self.batch = epoch, batch
+CHECK_EVERY = 32  # batches between two divergence checks in fit
 
 
 class Sequential:
@@ -34,14 +27,26 @@ class Sequential:
     ----------
     layers : sequence of DenseLayer
         At least one; each layer's ``input_size`` is the previous ``output_size``
-        and all live on one device with one dtype.
+        and all live on one device with one dtype. Each layer object appears
+        once (no weight sharing). Kept as a tuple: the stack cannot change after
+        construction.
     """
 
     def __init__(self, layers: Sequence[DenseLayer]) -> None:
-        layers = list(layers) if isinstance(layers, (list, tuple)) else layers
-        if not isinstance(layers, list) or not layers or not all(isinstance(x, DenseLayer) for x in layers):
+        layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
+        if not isinstance(layers, tuple) or not layers or not all(isinstance(x, DenseLayer) for x in layers):
             msg = f"`layers` must be a non-empty list of DenseLayer, got {layers!r}"
             raise TypeError(msg)
+        seen: dict[int, int] = {}
+        for i, layer in enumerate(layers):
+            first = seen.setdefault(id(layer), i)
+            if first != i:
+                msg = (
+                    f"`layers[{i}]` is the same DenseLayer object as `layers[{first}]`: a layer keeps one "
+                    "forward cache and one set of gradients, so it cannot appear twice; build a new "
+                    "DenseLayer for each position"
+                )
+                raise ValueError(msg)
         for i, (a, b) in enumerate(itertools.pairwise(layers)):
             if a.output_size != b.input_size:
                 msg = f"`layers[{i + 1}]` takes {b.input_size} inputs but `layers[{i}]` gives {a.output_size}"
@@ -52,7 +57,12 @@ class Sequential:
                     "move them with .to(...)"
                 )
                 raise ValueError(msg)
-        self.layers = layers
+        self._layers: tuple[DenseLayer, ...] = layers
+
+    @property
+    def layers(self) -> tuple[DenseLayer, ...]:
+        """The layers, a tuple fixed at construction (build a new Sequential to change them)."""
+        return self._layers
 
     xp = property(lambda self: self.layers[0].xp, doc="The array namespace of the parameters.")
     device = property(lambda self: self.layers[0].device, doc="The device of the parameters.")
@@ -94,22 +104,33 @@ class Sequential:
         save(self, path)
 
     # -- training ------------------------------------------------------------
-    def _data(self, X: Any, y: Any, loss: Any, *, name: str = "X") -> tuple[Any, Any]:
-        X = _backend.as_dataset(X, name=name, xp=self.xp, device=self.device)
+    def _data(
+        self, X: Any, y: Any, loss: Any, *, names: tuple[str, str] = ("X", "y"), check_finite: bool = False
+    ) -> tuple[Any, Any]:
+        xp, device, (x_name, y_name) = self.xp, self.device, names
+        X = _backend.as_dataset(X, name=x_name, xp=xp, device=device, check_finite=check_finite)
         if X.ndim != 2 or X.shape[1] != self.layers[0].input_size or X.shape[0] == 0:
             msg = (
-                f"`{name}` must have shape (n, {self.layers[0].input_size}) with n >= 1, got {tuple(X.shape)}"
+                f"`{x_name}` must have shape (n, {self.layers[0].input_size}) with n >= 1, "
+                f"got {tuple(X.shape)}"
             )
             raise ValueError(msg)
         if y is None:
             return X, None
-        y = _backend.as_dataset(y, name="y", xp=self.xp, device=self.device)
+        y = _backend.as_dataset(y, name=y_name, xp=xp, device=device, check_finite=check_finite)
         if y.ndim == 0 or y.shape[0] != X.shape[0]:
-            msg = f"`X` and `y` must have the same length, got {X.shape[0]} and {tuple(y.shape)}"
+            got = f"got {X.shape[0]} and {tuple(y.shape)}"
+            msg = f"`{x_name}` and `{y_name}` must have the same length, {got}"
             raise ValueError(msg)
         validate = getattr(loss, "validate", None)  # a user's own loss may not check targets
         if validate is not None:
-            validate(y, self.layers[-1].output_size)
+            try:
+                validate(y, self.layers[-1].output_size)
+            except (TypeError, ValueError) as exc:
+                if y_name == "y":
+                    raise
+                msg = f"`{y_name}` holds invalid targets: {exc}"
+                raise (TypeError if isinstance(exc, TypeError) else ValueError)(msg) from None
         return X, y
 
     def _batches(self, n: int, batch_size: int, order: Any) -> Iterator[Any]:
@@ -130,6 +151,8 @@ class Sequential:
         validation_data: tuple[Any, Any] | None = None,
         seed: int | None = None,
         progress: bool = True,
+        check_finite: bool = True,
+        check_every: int = CHECK_EVERY,
     ) -> dict[str, list[float]]:
         """Train with mini-batches; host data moves to the device batch by batch.
 
@@ -147,6 +170,16 @@ class Sequential:
         validation_data : (X_val, y_val), optional
         progress : bool
             A tqdm bar per epoch when a terminal is attached.
+        check_finite : bool, default True
+            Refuse ``X``, ``y`` and ``validation_data`` holding NaN or infinity
+            (a ValueError naming the argument) before training. ``False`` skips
+            this pass over the data; divergence is still caught.
+        check_every : int, default 32
+            Check that the loss, the parameters and the optimizer state are
+            finite every ``check_every`` batches and at the end of each epoch:
+            one device reduction and one transfer of a number per check, and no
+            host synchronisation in between. Smaller values locate a divergence
+            more precisely; 1 checks every batch.
 
         Returns
         -------
@@ -157,27 +190,43 @@ class Sequential:
         Raises
         ------
         TrainingDivergedError
-            The loss became NaN or infinite; the model keeps finite weights.
+            The loss, a parameter or the optimizer state became NaN or infinite
+            (for example from non-finite gradients). The parameters and the
+            optimizer state are restored to their last checked finite values;
+            the error names the epoch and the window of batches.
+        TypeError, ValueError
+            A bad argument, or an optimizer holding state for parameters of
+            other shapes; nothing is changed.
         """
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
         epochs = _checks.check_int(epochs, "epochs", minimum=0)
         batch_size = _checks.check_int(batch_size, "batch_size", minimum=1)
-        rng = _backend.host_rng(_checks.check_seed(seed))
-        X, y = self._data(X, y, loss)
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                msg = f"`validation_data` must be a pair (X_val, y_val), got {type(validation_data).__name__}"
+        check_every = _checks.check_int(check_every, "check_every", minimum=1)
+        for name, flag in (("shuffle", shuffle), ("progress", progress), ("check_finite", check_finite)):
+            if not isinstance(flag, bool):
+                msg = f"`{name}` must be True or False, got {type(flag).__name__} {flag!r}"
                 raise TypeError(msg)
-            validation_data = self._data(*validation_data, loss, name="validation_data[0]")
+        rng = _backend.host_rng(_checks.check_seed(seed))
+        if validation_data is not None and (
+            not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2
+        ):
+            msg = f"`validation_data` must be a pair (X_val, y_val), got {type(validation_data).__name__}"
+            raise TypeError(msg)
+        optimizer.check(self.parameters())
+        X, y = self._data(X, y, loss, check_finite=check_finite)
+        if validation_data is not None:
+            names = ("validation_data[0]", "validation_data[1]")
+            validation_data = self._data(*validation_data, loss, names=names, check_finite=check_finite)
         with _backend.float_errors_ignored():  # divergence is reported as TrainingDivergedError
+            guard = Guard(self, optimizer, check_every)
             return self._fit(
-                X, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, rng, progress
+                X, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, rng, progress, guard
             )
 
     def _fit(
         self, X: Any, y: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool,
-        validation_data: Any, rng: Any, progress: bool,
+        validation_data: Any, rng: Any, progress: bool, guard: Guard,
     ) -> dict[str, list[float]]:  # fmt: skip
         history: dict[str, list[float]] = {"loss": [], "accuracy": []}
         n = X.shape[0]
@@ -186,7 +235,7 @@ class Sequential:
             with tqdm(
                 total=n, desc=f"epoch {epoch}/{epochs}", unit="sample", disable=None if progress else True
             ) as bar:
-                scores = self._epoch(X, y, loss, optimizer, batch_size, order, epoch, bar)
+                scores = self._epoch(X, y, loss, optimizer, batch_size, order, epoch, bar, guard)
                 if validation_data is not None:
                     val = self._evaluate(*validation_data, loss=loss, batch_size=batch_size)
                     scores |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
@@ -196,26 +245,30 @@ class Sequential:
         return history
 
     def _epoch(
-        self, X: Any, y: Any, loss: Any, optimizer: Any, batch_size: int, order: Any, epoch: int, bar: Any
-    ) -> dict[str, float]:
+        self, X: Any, y: Any, loss: Any, optimizer: Any, batch_size: int, order: Any, epoch: int, bar: Any,
+        guard: Guard,
+    ) -> dict[str, float]:  # fmt: skip
+        """One pass over the data; the running sums stay on the device between checks."""
         xp, device, n = self.xp, self.device, X.shape[0]
-        checkpoint = [xp.asarray(p, copy=True) for p in self.parameters()]
-        total_loss, total_acc = 0.0, xp.zeros((), dtype=self.dtype, device=device)
+        last = -(-n // batch_size)
+        total_loss, start, samples = 0.0, 1, 0
+        window, total_acc = guard.zero(), guard.zero()
         for batch, index in enumerate(self._batches(n, batch_size, order), start=1):
             out = self.forward(_backend.rows(X, index, xp=xp, device=device))
             yb = _backend.rows(y, index, xp=xp, device=device)
             value, grad = loss(out, yb)
-            value = float(value)
-            if not math.isfinite(value):
-                self._keep_finite(checkpoint)
-                msg = f"training diverged at epoch {epoch}, batch {batch}: loss is {value}"
-                raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
             self.backward(grad)
             self._step(optimizer)
-            total_loss += value * out.shape[0]
-            total_acc = total_acc + accuracy(out, yb) * out.shape[0]
-            bar.update(out.shape[0])
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            m = out.shape[0]
+            window = window + guard.widen(value) * m
+            total_acc = total_acc + guard.widen(accuracy(out, yb)) * m
+            samples += m
+            bar.update(m)
+            if batch % guard.every == 0 or batch == last:
+                window_sum = guard.check(window, epoch=epoch, batch_start=start, batch_end=batch)
+                total_loss += window_sum
+                bar.set_postfix(loss=f"{window_sum / samples:.4f}", refresh=False)
+                window, start, samples = guard.zero(), batch + 1, 0
         return {"loss": total_loss / n, "accuracy": float(total_acc) / n}
 
     def _slots(self) -> list[tuple[DenseLayer, str]]:
@@ -229,11 +282,6 @@ class Sequential:
     def _step(self, optimizer: Any) -> None:
         grads = [layer.grads[name] for layer, name in self._slots()]
         self._set_parameters(optimizer.step(self.parameters(), grads))
-
-    def _keep_finite(self, checkpoint: list[Any]) -> None:
-        xp = self.xp
-        if not all(bool(xp.all(xp.isfinite(p))) for p in self.parameters()):
-            self._set_parameters(checkpoint)
 
     # -- inference -------------------------------------------------------------
     @_backend.runs_on_device

@@ -102,7 +102,9 @@ def test_bad_device_strings(bad):
 
 def test_device_object_of_another_namespace_is_refused():
     strict = pytest.importorskip("array_api_strict")
-    with pytest.raises(TypeError, match=r"pass `xp=` with a device object"):
+    with pytest.raises(
+        TypeError, match=r"a device object of array_api_strict: pass `xp=` with its array namespace"
+    ):
         dense_xp.resolve_device(strict.Device("device1"))
     with pytest.raises(ValueError, match=r"`device` 'nowhere' is not a usable device of array_api_strict"):
         dense_xp.resolve_device("nowhere", xp=strict)
@@ -143,3 +145,65 @@ def test_info_command_runs():
     assert "numpy" in result.stdout
     assert "cupy" in result.stdout
     assert "default device request 'cpu' -> numpy on 'cpu'" in result.stdout
+
+
+def _bad_requests():
+    strict = pytest.importorskip("array_api_strict")
+    torch = pytest.importorskip("torch")
+    return [b"cpu", ["cpu"], object(), 1.5, strict.Device("device1"), torch.device("cpu")]
+
+
+def test_device_requests_are_checked_at_the_call():
+    dense_xp.set_default_device("cpu")
+    for bad in _bad_requests():
+        with pytest.raises(TypeError, match=r"`device` "):
+            dense_xp.set_default_device(bad)
+        with pytest.raises(TypeError, match=r"`device` "):
+            dense_xp.use_device(bad)  # refused at the call, before any `with`
+        assert dense_xp.get_default_device() == "cpu"
+        assert dense_xp.DenseLayer(2, 2).device == "cpu"
+    strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(ValueError, match=r"`device` 'nowhere' is not a usable device of array_api_strict"):
+        dense_xp.use_device("nowhere", xp=strict)
+    with pytest.raises(TypeError, match=r"`xp` must be an array API namespace, got 42"):
+        dense_xp.set_default_device("cpu", xp=42)
+    assert dense_xp.get_default_device() == "cpu"
+
+
+def test_a_device_of_any_library_with_its_namespace(backend):
+    xp, device = backend
+    with dense_xp.use_device(device, xp=xp):
+        assert dense_xp.get_default_device() == device
+        layer = dense_xp.DenseLayer(3, 2)
+        assert (layer.xp, layer.device) == (xp, device)
+        assert dense_xp.DenseLayer(3, 2, xp=xp).device == device
+    assert dense_xp.DenseLayer(3, 2).device == "cpu"
+    dense_xp.set_default_device(device, xp=xp)
+    layer = dense_xp.DenseLayer(3, 2)
+    assert (layer.xp, layer.device) == (xp, device)
+    dense_xp.set_default_device(None)
+    assert dense_xp.DenseLayer(3, 2).device == "cpu"
+
+
+def test_strict_second_device_is_used_not_ignored():
+    strict = pytest.importorskip("array_api_strict")
+    with dense_xp.use_device(strict.Device("device1"), xp=strict):
+        layer = dense_xp.DenseLayer(3, 2)
+    assert layer.device == strict.Device("device1")
+    with dense_xp.use_device(None, xp=strict):  # the namespace's default device
+        assert dense_xp.DenseLayer(3, 2).device == strict.Device("CPU_DEVICE")
+
+
+def test_bad_environment_variable_is_named(monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "gpu")
+    assert dense_xp.get_default_device() == "gpu"  # reported as it is, checked where used
+    with pytest.raises(ValueError, match=r"`DENSE_XP_DEVICE` must be \"cpu\", .* got 'gpu'"):
+        dense_xp.DenseLayer(2, 2)
+    assert dense_xp.DenseLayer(2, 2, device="cpu").device == "cpu"
+    monkeypatch.setenv(_backend.ENV_VAR, "cuda:99")
+    if _backend.cuda_unusable_reason(99) is not None:
+        with pytest.raises(
+            dense_xp.DeviceUnavailableError,
+            match=r"requested by the environment variable DENSE_XP_DEVICE='cuda:99'",
+        ):
+            dense_xp.DenseLayer(2, 2)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dense_xp import DenseLayer
+from dense_xp import DenseLayer, initializers
 from tests.helpers import assert_unchanged, snapshot
 
 
@@ -32,13 +32,26 @@ from tests.helpers import assert_unchanged, snapshot
         ({"init": "orthogonal"}, ValueError, r"`init` must be one of 'seed'.*got 'orthogonal'"),
         ({"use_bias": 1}, TypeError, r"`use_bias` must be True or False, got 1"),
         ({"device": "gpu"}, ValueError, r'`device` must be "cpu", "cuda", "cuda:N" or "auto", got \'gpu\''),
-        ({"device": 0}, TypeError, r"`device` must be a device string or a device object, got 0"),
+        ({"device": 0}, TypeError, r"`device` must be a device string \(.*\) or a device object .*got 0"),
     ],
 )
 def test_constructor_rejects(kwargs, exc, match):
     args = {"input_size": 3, "output_size": 2} | kwargs
     with pytest.raises(exc, match=match):
         DenseLayer(**args)
+
+
+def test_oversized_layer_is_refused_before_allocating(monkeypatch):
+    def no_draw(*args):
+        raise AssertionError("weights were drawn before the size was checked")
+
+    monkeypatch.setattr(initializers, "draw", no_draw)
+    with pytest.raises(
+        ValueError,
+        match=r"`input_size` x `output_size` = 1099511627776 x 1099511627776 weights need 8\.0 YiB "
+        r"\(float64, drawn on the host\), more than ",
+    ):
+        DenseLayer(2**40, 2**40)
 
 
 @pytest.fixture

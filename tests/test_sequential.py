@@ -175,6 +175,31 @@ FIT_BAD = [
     ({"epochs": -1}, ValueError, r"`epochs` must be an integer >= 0, got -1"),
     ({"epochs": 1.5}, TypeError, r"`epochs` must be an integer >= 0, got float 1.5"),
     ({"validation_data": np.zeros((3, 64))}, TypeError, r"`validation_data` must be a pair"),
+    (
+        {"validation_data": (np.ones((7, 64)), np.arange(24) % 10)},
+        ValueError,
+        r"`validation_data\[0\]` and `validation_data\[1\]` must have the same length, got 7 and \(24,\)",
+    ),
+    (
+        {"validation_data": (np.ones((5, 63)), np.arange(5))},
+        ValueError,
+        r"`validation_data\[0\]` must have shape \(n, 64\) with n >= 1, got \(5, 63\)",
+    ),
+    (
+        {"validation_data": (np.ones((5, 64)), np.full(5, 10))},
+        ValueError,
+        r"`validation_data\[1\]` holds invalid targets: `y` must hold class labels in \[0, 10\)",
+    ),
+    (
+        {"validation_data": (np.ones((5, 64)), np.zeros(5, dtype=bool))},
+        TypeError,
+        r"`validation_data\[1\]` must hold real numbers, got dtype bool",
+    ),
+    ({"shuffle": "no"}, TypeError, r"`shuffle` must be True or False, got str 'no'"),
+    ({"shuffle": None}, TypeError, r"`shuffle` must be True or False, got NoneType None"),
+    ({"progress": "no"}, TypeError, r"`progress` must be True or False, got str 'no'"),
+    ({"check_finite": 1}, TypeError, r"`check_finite` must be True or False, got int 1"),
+    ({"check_every": 0}, ValueError, r"`check_every` must be an integer >= 1, got 0"),
 ]
 
 
