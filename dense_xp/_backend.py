@@ -21,7 +21,7 @@ import struct
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar, cast
 
 import array_api_compat
@@ -39,6 +39,7 @@ __all__ = [
     "as_dataset",
     "as_input",
     "bytes_array",
+    "device_batches",
     "float_errors_ignored",
     "from_host",
     "fused_ops",
@@ -607,7 +608,7 @@ def _check_finite(data: Any, name: str) -> None:
 def rows(data: Any, index: Any, *, xp: Any, device: Any) -> Any:
     """``data[index]`` for a slice or a host integer index array, wherever ``data`` lives."""
     if isinstance(index, slice) or isinstance(data, np.ndarray):
-        return data[index]
+        return data[index, ...]  # the array API wants every axis indexed
     return xp.take(data, from_host(index, xp=xp, device=device), axis=0)
 
 
@@ -646,6 +647,63 @@ def float_errors_ignored() -> contextlib.AbstractContextManager[Any]:
     """Silence overflow/invalid warnings of NumPy (and the libraries built on it, such as
     array-api-strict) where the caller checks for non-finite values itself."""
     return np.errstate(over="ignore", invalid="ignore")
+
+
+def device_batches(arrays: tuple[Any, ...], batches: Iterable[Any], *, xp: Any, device: Any) -> Iterator[Any]:
+    """Yield, for each index of ``batches``, the rows :func:`rows` gives of every array in ``arrays``.
+
+    On CuPy, host (NumPy) arrays are gathered into pinned memory and copied to
+    the device on a side stream, so that the copy of batch ``k + 1`` overlaps
+    the compute of batch ``k``; arrays already on the device are indexed there.
+    Elsewhere the rows are what :func:`rows` returns (host rows move to the
+    device in the layer, as before).
+    """
+    if not array_api_compat.is_cupy_namespace(xp) or not any(isinstance(a, np.ndarray) for a in arrays):
+        for index in batches:
+            with on_device(device):
+                batch = tuple(rows(a, index, xp=xp, device=device) for a in arrays)
+            yield batch  # outside the block: the consumer's current device is its own
+        return
+    cupy = _cupy()[0]
+    with on_device(device):  # streams belong to a device
+        compute, side = cupy.cuda.get_current_stream(), cupy.cuda.Stream(non_blocking=True)
+
+    def stage(index: Any) -> tuple[tuple[Any, ...], Any, list[np.ndarray]]:
+        out, pinned = [], []
+        with on_device(device):
+            # The side stream first waits for the compute queued so far: the buffers allocated
+            # below (on the compute stream) may reuse memory that queued kernels still read.
+            side.wait_event(compute.record())
+            for a in arrays:
+                if not isinstance(a, np.ndarray):
+                    out.append(rows(a, index, xp=xp, device=device))
+                    continue
+                part = a[index]
+                host = np.frombuffer(cupy.cuda.alloc_pinned_memory(part.nbytes), part.dtype, part.size)
+                host = host.reshape(part.shape)
+                host[...] = part
+                target = cupy.empty(part.shape, dtype=part.dtype)
+                target.set(host, stream=side)  # asynchronous: the source is pinned
+                out.append(target)
+                pinned.append(host)
+            return tuple(out), side.record(), pinned
+
+    pending = None
+    for index in batches:
+        staged = stage(index)  # the copy of this batch is queued before the previous batch is computed
+        if pending is not None:
+            yield from _handed_over(pending, compute)
+        pending = staged
+    if pending is not None:
+        yield from _handed_over(pending, compute)
+
+
+def _handed_over(staged: tuple[tuple[Any, ...], Any, list[np.ndarray]], compute: Any) -> Iterator[Any]:
+    batch, copied, pinned = staged
+    compute.wait_event(copied)  # the compute stream waits for the copy; the host does not
+    yield batch
+    copied.synchronize()  # long done by now: only then may the pinned buffers go back to the pool
+    pinned.clear()
 
 
 def fused_ops(xp: Any) -> Any:

@@ -135,7 +135,7 @@ class Sequential:
 
     def _batches(self, n: int, batch_size: int, order: Any) -> Iterator[Any]:
         for start in range(0, n, batch_size):
-            yield slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+            yield slice(start, min(start + batch_size, n)) if order is None else order[start : start + batch_size]
 
     @_backend.runs_on_device
     def fit(
@@ -253,9 +253,9 @@ class Sequential:
         last = -(-n // batch_size)
         total_loss, start, samples = 0.0, 1, 0
         window, total_acc = guard.zero(), guard.zero()
-        for batch, index in enumerate(self._batches(n, batch_size, order), start=1):
-            out = self.forward(_backend.rows(X, index, xp=xp, device=device))
-            yb = _backend.rows(y, index, xp=xp, device=device)
+        batches = _backend.device_batches((X, y), self._batches(n, batch_size, order), xp=xp, device=device)
+        for batch, (Xb, yb) in enumerate(batches, start=1):
+            out = self.forward(Xb)
             value, grad = loss(out, yb)
             self.backward(grad)
             self._step(optimizer)
@@ -292,9 +292,10 @@ class Sequential:
         """
         X, _ = self._data(X, None, None)
         size = X.shape[0] if batch_size is None else _checks.check_int(batch_size, "batch_size")
+        batches = self._batches(X.shape[0], size, None)
         outs = [
-            self.forward(_backend.rows(X, i, xp=self.xp, device=self.device))
-            for i in self._batches(X.shape[0], size, None)
+            self.forward(Xb)
+            for (Xb,) in _backend.device_batches((X,), batches, xp=self.xp, device=self.device)
         ]
         return outs[0] if len(outs) == 1 else self.xp.concat(outs, axis=0)
 
@@ -315,9 +316,9 @@ class Sequential:
     def _evaluate(self, X: Any, y: Any, *, loss: Any, batch_size: int) -> dict[str, float]:
         xp, device, n = self.xp, self.device, X.shape[0]
         total_loss, total_acc = xp.zeros((), dtype=self.dtype, device=device), 0.0
-        for index in self._batches(n, batch_size, None):
-            out = self.forward(_backend.rows(X, index, xp=xp, device=device))
-            yb = _backend.rows(y, index, xp=xp, device=device)
+        batches = _backend.device_batches((X, y), self._batches(n, batch_size, None), xp=xp, device=device)
+        for Xb, yb in batches:
+            out = self.forward(Xb)
             total_loss = total_loss + loss(out, yb)[0] * out.shape[0]
             total_acc = total_acc + accuracy(out, yb) * out.shape[0]
         return {"loss": float(total_loss) / n, "accuracy": float(total_acc) / n}

@@ -290,3 +290,18 @@ def test_cuda_extras_bring_the_toolkit_wheels():
     ]
     assert extras["cuda12"] == ["cupy-cuda12x[ctk]>=14.0"]
     assert extras["cuda13"] == ["cupy-cuda13x[ctk]>=14.0"]
+
+
+def test_device_batches_hand_over_the_rows_of_every_batch(backend):
+    xp, device = backend
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(10, 4)), rng.integers(0, 3, size=10)
+    X_dev = xp.asarray(X, device=device)
+    batches = [slice(0, 4), np.array([9, 1, 5]), slice(8, 10)]
+    seen = list(_backend.device_batches((X, y, X_dev), batches, xp=xp, device=device))
+    assert len(seen) == len(batches)
+    for (Xb, yb, Xb_dev), index in zip(seen, batches, strict=True):
+        np.testing.assert_array_equal(host(Xb), X[index])
+        np.testing.assert_array_equal(host(yb), y[index])
+        np.testing.assert_array_equal(host(Xb_dev), X[index])
+        assert dense_xp.resolve_device(xp=xp, device=device)[1] == device
