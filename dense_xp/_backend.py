@@ -3,24 +3,20 @@
 Everything library-specific lives here: turning a device request into an
 ``(xp, device)`` pair, probing CUDA without crashing on machines that have
 CuPy but no driver, moving arrays between host and device, the host random
-generator and ``.npz`` I/O, and the choice of fused kernels (NumPy and CuPy, in ``_fused``).
+generator, writing ``.npz`` files and viewing the ``.npy`` data ``_npz`` reads
+as host arrays, and the choice of fused kernels (NumPy and CuPy, in ``_fused``).
 Layer, activation, loss and optimizer code only ever sees ``xp``.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import contextvars
 import functools
 import importlib
-import math
 import os
 import re
-import struct
 import sys
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -33,8 +29,6 @@ from . import _fused
 __all__ = [
     "CudaProblem",
     "DeviceUnavailableError",
-    "NpzError",
-    "NpzReader",
     "array_bytes",
     "as_dataset",
     "as_input",
@@ -44,6 +38,7 @@ __all__ = [
     "from_host",
     "fused_ops",
     "get_default_device",
+    "host_array",
     "host_rng",
     "mover",
     "namespace_name",
@@ -772,122 +767,14 @@ def array_bytes(arr: Any) -> bytes:
     return np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
 
 
-class NpzError(ValueError):
-    """An ``.npz`` member refused, or the archive damaged; the message reads after "cannot load ...: "."""
+def host_array(buffer: bytearray, descr: str, shape: tuple[int, ...], fortran: bool) -> np.ndarray:
+    """The ``.npy`` data ``buffer`` (as :meth:`._npz.NpzReader.read` returns it) as a writeable host array.
 
-
-NPY_HEADER_MAX = 4096  # bytes before an .npy member's data: magic, version, length, header dict
-_NPY_DESCR = re.compile(r"[<>|=]?(?:[biufcSUV]\d{1,6}|O)")  # plain dtypes only, as numpy writes them
-_NPZ_CHUNK = 2**20
-_NPZ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, KeyError, NotImplementedError, RuntimeError)
-_NPZ_ERRORS += (ValueError, OverflowError, zipfile.BadZipFile, zlib.error, struct.error)
-
-
-@contextlib.contextmanager
-def _npz_errors() -> Iterator[None]:
-    """Anything a damaged zip makes the readers raise, as an NpzError."""
-    try:
-        yield
-    except NpzError:
-        raise
-    except _NPZ_ERRORS as exc:
-        msg = f"it is truncated or damaged ({type(exc).__name__}: {exc})"
-        raise NpzError(msg) from None
-
-
-def _npy_header(fp: Any, member: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-    """Shape, dtype, Fortran order and data offset of the ``.npy`` stream ``fp``; reads the header only."""
-    magic = fp.read(8)
-    if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
-        msg = f"member {member!r} is not a .npy array (it starts with {magic[:8]!r})"
-        raise NpzError(msg)
-    if magic[6] not in (1, 2, 3):
-        msg = f"member {member!r} has .npy format version {magic[6]}.{magic[7]}, not 1, 2 or 3"
-        raise NpzError(msg)
-    width = 2 if magic[6] == 1 else 4
-    length = int.from_bytes(fp.read(width), "little")
-    if 8 + width + length > NPY_HEADER_MAX:
-        msg = f"member {member!r} claims a header of {length} bytes; a .npy header has at most"
-        raise NpzError(f"{msg} {NPY_HEADER_MAX}")
-    text = fp.read(length)
-    bad = f"member {member!r} has an invalid .npy header {text[:200]!r}"
-    try:
-        header = ast.literal_eval(text.decode("utf-8" if magic[6] == 3 else "latin1"))
-    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
-        raise NpzError(bad) from None
-    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
-        raise NpzError(f"{bad}: it needs exactly the keys 'descr', 'fortran_order' and 'shape'")
-    shape, fortran, descr = header["shape"], header["fortran_order"], header["descr"]
-    if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
-        raise NpzError(f"{bad}: its shape must be a tuple of integers >= 0")
-    if not isinstance(fortran, bool) or not isinstance(descr, str) or not _NPY_DESCR.fullmatch(descr):
-        raise NpzError(f"{bad}: fortran_order must be a bool and descr a plain dtype")
-    try:
-        dtype = np.dtype(descr)
-    except TypeError:
-        raise NpzError(f"{bad}: unknown dtype {descr!r}") from None
-    if dtype.hasobject:
-        msg = (
-            f"member {member!r} holds a pickled object array; checkpoints never load Python objects (pickle)"
-        )
-        raise NpzError(msg)
-    return shape, dtype, fortran, 8 + width + length
-
-
-class NpzReader:
-    """The arrays of an open ``.npz``, each read only once its ``.npy`` header has been accepted.
-
-    Opening reads only the zip directory: ``sizes`` maps each member's name
-    to the uncompressed size the directory states (a member never yields
-    more). No member is decompressed until :meth:`read` asks for it.
+    The array views ``buffer`` without copying it; ``fortran`` says the data
+    is in column-major order.
     """
-
-    def __init__(self, file: Any) -> None:
-        with _npz_errors():
-            total = file.seek(0, os.SEEK_END)
-            file.seek(0)
-            self._zip = zipfile.ZipFile(file)
-            infos = self._zip.infolist()
-        self.sizes: dict[str, int] = {}
-        for info in infos:
-            if info.filename in self.sizes:
-                raise NpzError(f"it lists member {info.filename!r} twice")
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                msg = f"member {info.filename!r} uses zip compression method {info.compress_type}; only"
-                raise NpzError(f"{msg} stored (0) and deflated (8) members are read")
-            if info.header_offset + info.compress_size > total:
-                msg = f"member {info.filename!r} claims {info.compress_size} bytes from offset"
-                raise NpzError(f"{msg} {info.header_offset}, past the end of the {total}-byte file")
-            self.sizes[info.filename] = info.file_size
-
-    def read(self, member: str, accept: Callable[[tuple[int, ...], str], None]) -> np.ndarray:
-        """The array in ``member``, read only after ``accept(shape, dtype_str)`` returns.
-
-        Only the header is read before ``accept``, and what ``accept`` raises
-        reaches the caller unchanged. Then header and data must fill the
-        member exactly, and the data is read in 1 MiB steps into one new array.
-        Any other problem raises :class:`NpzError`.
-        """
-        size = self.sizes[member]
-        with _npz_errors():
-            fp = self._zip.open(member)
-        with fp:
-            with _npz_errors():
-                shape, dtype, fortran, offset = _npy_header(fp, member)
-            accept(shape, dtype.str)  # what it raises goes to the caller as it is
-            nbytes = math.prod(shape) * dtype.itemsize
-            if offset + nbytes != size:
-                msg = f"member {member!r} holds {size} bytes; its header ({shape} {dtype.str}) says"
-                raise NpzError(f"{msg} {offset + nbytes}")
-            flat = np.empty(math.prod(shape), dtype=dtype)
-            done = 0
-            with _npz_errors():
-                view = flat.view(np.uint8) if nbytes else flat
-                while done < nbytes:
-                    chunk = fp.read(min(_NPZ_CHUNK, nbytes - done))
-                    if not chunk:
-                        raise NpzError(f"member {member!r} ends after {offset + done} of its {size} bytes")
-                    view[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-                    done += len(chunk)
-                fp.read(1)  # at the end: the CRC check
-        return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    dtype = np.dtype(descr)
+    if not dtype.itemsize:  # S0, U0, V0: no bytes to view
+        return np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
+    flat = np.frombuffer(buffer, dtype=dtype)
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)

@@ -26,7 +26,7 @@ import secrets
 import stat
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _checks, _manifest
+from . import _backend, _checks, _manifest, _npz
 from ._manifest import FORMAT_VERSION
 from .layer import DenseLayer
 
@@ -166,12 +166,12 @@ def _open(name: str) -> Any:
         raise
 
 
-def _read_manifest(npz: _backend.NpzReader) -> dict[str, Any]:
+def _read_manifest(npz: _npz.NpzReader) -> dict[str, Any]:
     size = npz.sizes.get("manifest.npy")
     if size is None:
         raise _manifest.Invalid("it has no 'manifest' entry, so it is not a dense_xp checkpoint")
     limit = _manifest.MAX_BYTES
-    if size > limit + _backend.NPY_HEADER_MAX:
+    if size > limit + _npz.NPY_HEADER_MAX:
         raise _manifest.Invalid(
             f"its manifest inflates to {size} bytes, more than the {limit} a checkpoint may hold"
         )
@@ -180,10 +180,10 @@ def _read_manifest(npz: _backend.NpzReader) -> dict[str, Any]:
         if len(shape) != 1 or dtype != "|u1":
             raise _manifest.Invalid("its 'manifest' entry is not a 1-D uint8 array of JSON bytes")
 
-    return _manifest.parse(_backend.array_bytes(npz.read("manifest.npy", accept)))
+    return _manifest.parse(_backend.array_bytes(_backend.host_array(*npz.read("manifest.npy", accept))))
 
 
-def _check_members(npz: _backend.NpzReader, expected: dict[str, tuple[tuple[int, int], str]]) -> None:
+def _check_members(npz: _npz.NpzReader, expected: dict[str, tuple[tuple[int, int], str]]) -> None:
     """The zip directory lists exactly the manifest and the arrays it names, none larger than it says."""
     extra = sorted(set(npz.sizes) - {"manifest.npy"} - {f"{key}.npy" for key in expected})
     if extra:
@@ -194,21 +194,21 @@ def _check_members(npz: _backend.NpzReader, expected: dict[str, tuple[tuple[int,
         if size is None:
             raise _manifest.Invalid(f"array {key!r} is missing")
         nbytes = shape[0] * shape[1] * _manifest.ITEMSIZES[code]
-        if size > nbytes + _backend.NPY_HEADER_MAX:
+        if size > nbytes + _npz.NPY_HEADER_MAX:
             problem = (
                 f"member '{key}.npy' inflates to {size} bytes; the manifest's {shape} {code} needs {nbytes}"
             )
-            raise _manifest.Invalid(f"{problem} (and a header of at most {_backend.NPY_HEADER_MAX})")
+            raise _manifest.Invalid(f"{problem} (and a header of at most {_npz.NPY_HEADER_MAX})")
 
 
-def _read_array(npz: _backend.NpzReader, key: str, shape: tuple[int, int], code: str, rule: str) -> Any:
+def _read_array(npz: _npz.NpzReader, key: str, shape: tuple[int, int], code: str, rule: str) -> Any:
     def accept(found: tuple[int, ...], dtype: str) -> None:
         if dtype != code:
             raise _manifest.Invalid(f"array {key!r} has dtype {dtype!r}, the manifest says {code!r}")
         if found != shape:
             raise _manifest.Invalid(f"array {key!r} has shape {found}, not {shape}: {rule}")
 
-    return npz.read(f"{key}.npy", accept)
+    return _backend.host_array(*npz.read(f"{key}.npy", accept))
 
 
 def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -220,7 +220,7 @@ def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if head not in _ZIP_MAGIC:
             raise _error(name, f"it is not a .npz file (it starts with {head!r}, not a zip signature)")
         try:
-            npz = _backend.NpzReader(file)
+            npz = _npz.NpzReader(file)
             manifest = _read_manifest(npz)
             layers = _manifest.layer_arrays(manifest)
             _check_members(
@@ -232,7 +232,7 @@ def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 arrays.append(
                     {p: _read_array(npz, f"layers.{i}.{p}", *spec, rule) for p, spec in listed.items()}
                 )
-        except (_backend.NpzError, _manifest.Invalid) as exc:
+        except (_npz.NpzError, _manifest.Invalid) as exc:
             raise _error(name, str(exc)) from None
     return manifest, arrays
 

@@ -135,7 +135,8 @@ class Sequential:
 
     def _batches(self, n: int, batch_size: int, order: Any) -> Iterator[Any]:
         for start in range(0, n, batch_size):
-            yield slice(start, min(start + batch_size, n)) if order is None else order[start : start + batch_size]
+            stop = min(start + batch_size, n)
+            yield slice(start, stop) if order is None else order[start:stop]
 
     @_backend.runs_on_device
     def fit(
