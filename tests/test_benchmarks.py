@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from benchmarks.gpu_check import pytest_counts
+from benchmarks.gpu_check import FILES, pytest_counts, targets
 
 
 def test_bench_dense_writes_table_json_and_plot(tmp_path):
@@ -32,30 +35,108 @@ def test_bench_dense_writes_table_json_and_plot(tmp_path):
     assert all(r["ms"] > 0 and r["samples"] >= 3 for r in rows)
 
 
-def test_gpu_check_refuses_cleanly_without_cuda_and_plans_its_steps():
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    if os.environ.get("DENSE_XP_GPU_CHECK"):
+        pytest.skip("running inside benchmarks.gpu_check already, which does not start itself again")
+    pytest.importorskip("matplotlib", reason="the bench extra is not installed")
+    pytest.importorskip("sklearn", reason="the demo extra is not installed")
+    out = tmp_path / "gpu-dry"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--out", str(out),
+         "--cache-dir", str(tmp_path / "kernels"), "--pytest-args", "tests/test_initializers.py -k zero"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in FILES)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is True
+    assert summary["dry_run"] is True
+    assert summary["parent_imported"] == []  # CuPy, torch and JAX only ever ran in child processes
+    assert summary["env"]["CUPY_TF32"] == "0"
+    assert summary["env"]["CUPY_CACHE_DIR"] == str(tmp_path / "kernels")
+    assert set(summary["probe"]) == {"cupy", "torch", "jax", "nvidia_smi"}
+    assert [name for name, step in summary["steps"].items() if step["status"] == "passed"] == [
+        "info", "warm", "tests", "demo", "bench",
+    ]  # fmt: skip
+    assert summary["steps"]["tests"]["counts"]["passed"] >= 1
+    assert "failed" not in summary["steps"]["tests"]["counts"]
+    assert "DENSE_XP_TEST_BACKENDS=numpy " in result.stdout
+    assert '"jobs": ' in (out / "warm.log").read_text()
+    assert "numpy on 'cpu'" in (out / "demo.log").read_text()
+    assert (out / "bench.png").stat().st_size > 1000
+    floor, torch = summary["targets"]["step_over_cublas_floor"], summary["targets"]["step_over_torch_eager"]
+    assert set(summary["targets"]) == {"step_over_cublas_floor", "step_over_torch_eager"}
+    assert (floor["shape"], floor["dtype"], floor["vs"]) == ("64x32->32", "float32", "floor")
+    assert floor["ratio"] > 0
+    assert floor["met"] is (floor["ratio"] <= 1.05)
+    assert torch["shape"] == "16x8->8"
+    if importlib.util.find_spec("torch") is None:
+        assert torch["met"] is None
+    else:
+        assert torch["met"] is (torch["ratio"] < 1)
+
+
+def test_gpu_check_without_cuda_runs_only_the_probes(tmp_path):
     import dense_xp
 
+    if dense_xp._backend.cuda_unusable_reason(0) is None:
+        pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "gpu"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu_check", "--dry-run"],
-        capture_output=True, text=True, check=False, timeout=120,
+        [sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    for step in ("info", "tests", "demo", "bench"):
-        assert step in result.stdout
-    assert "DENSE_XP_TEST_BACKENDS=numpy,cupy" in result.stdout
-    if dense_xp._backend.cuda_unusable_reason(0) is not None:
-        run = subprocess.run(
-            [sys.executable, "-m", "benchmarks.gpu_check"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        assert run.returncode == 2
-        assert "nothing was run" in run.stderr
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "nothing was run" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert "steps" not in summary
+    assert summary["reason"].startswith("no CUDA device answers")
+    assert summary["probe"]["cupy"]["available"] is False
+
+
+def test_targets_read_the_two_ratios_from_the_benchmark(tmp_path):
+    keys = ("impl", "n", "d_in", "d_out", "dtype", "activation", "ms")
+    rows = [
+        dict(zip(keys, row, strict=True))
+        for row in [
+            ("dense_xp", 8192, 4096, 4096, "float32", "relu", 10.4),
+            ("dense_xp", 8192, 4096, 4096, "float32", "sigmoid", 10.6),
+            ("floor", 8192, 4096, 4096, "float32", None, 10.0),
+            ("dense_xp", 256, 512, 512, "float32", "relu", 0.09),
+            ("torch", 256, 512, 512, "float32", "relu", 0.1),
+            ("torch", 256, 512, 512, "float16", "relu", 0.01),
+        ]
+    ]
+    (tmp_path / "bench.json").write_text(json.dumps({"measurements": rows}))
+    found = targets(tmp_path / "bench.json", dry_run=False)
+    floor, torch = found["step_over_cublas_floor"], found["step_over_torch_eager"]
+    assert (floor["ratio"], floor["activation"], floor["met"]) == (1.06, "sigmoid", False)
+    assert (torch["ratio"], torch["activation"], torch["met"]) == (0.9, "relu", True)
+    missing = targets(tmp_path / "absent.json", dry_run=False)
+    assert [t["met"] for t in missing.values()] == [None, None]
 
 
 def test_pytest_counts_reads_the_summary_line():
     log = "....\n=== 12 passed, 3 skipped, 1 failed in 2.0s ===\n"
     assert pytest_counts(log) == {"passed": 12, "skipped": 3, "failed": 1}
     assert pytest_counts("no summary here") == {}
+
+
+def test_gpu_check_out_of_time_runs_no_step_and_fails(tmp_path):
+    out = tmp_path / "late"
+    out.mkdir()
+    (out / "bench.json").write_text('{"measurements": []}')  # an earlier run's file
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--deadline", "1", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert {s["status"] for s in summary["steps"].values()} == {"not run"}
+    assert [t["met"] for t in summary["targets"].values()] == [None, None]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,33 +78,223 @@ def test_sigmoid_saturates_without_warnings(backend):
         assert np.all(np.isfinite(host(layer.backward([[1.0], [1.0], [1.0]]))))
 
 
-def test_cuda_kernel_sources_compile(tmp_path):
-    """Every CuPy kernel body compiles for Hopper in float64, float32 and float16 (needs nvcc, not a GPU)."""
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc is not installed; the GPU job compiles the kernels for real")
-    parts = ["#include <cuda_fp16.h>"]
-    for i, (name, kind, T) in enumerate(
-        (name, kind, T)
-        for name, (_, backward) in _fused.CUDA_BODIES.items()
-        for kind in ("forward", "forward_keep", "backward")[: 3 if backward else 2]
-        for T in ("double", "float", "__half")
-    ):
-        params, out, op, preamble = _fused.kernel_spec(name, kind, double=T == "double")
-        outs = ", ".join(p.replace("T ", "T& ") for p in out.split(", "))
-        args = ", ".join(f"a[{j}]" for j in range(params.count(",") + 1 + out.count(",") + 1))
-        parts.append(
-            f"namespace k{i} {{ typedef {T} T; {preamble}\n"
-            f"__device__ void body({params}, {outs}) {{ {op} }}\n"
-            f"__global__ void run(T* a) {{ body({args}); }} }}"
-        )
-    source = tmp_path / "kernels.cu"
-    source.write_text("\n".join(parts))
-    result = subprocess.run(
-        [nvcc, "-arch=sm_90", "--ptx", "-diag-suppress", "177", "-o", str(tmp_path / "k.ptx"), str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
+# -- The CUDA sources CuPy compiles, compiled without a GPU ------------------------------------------------
+#
+# ``ElementwiseKernel.__call__`` needs a device for two things only: describing its arguments
+# (``_ArgInfo``, built in Cython from the arrays) and choosing the architecture. Everything else is
+# CuPy's own code, called here on the kernel objects that ``CupyOps`` builds:
+#
+# * the same as CuPy: the kernels (``CupyOps._kernel``), their type map (``_decide_params_type``), the
+#   C type of the scalar 0 passed without bias (``CScalar.apply_dtype``), the kernel text
+#   (``_kernel._get_elementwise_kernel_code``), the headers put in front (``core._cupy_header_list``),
+#   the options (``core.assemble_cupy_compiler_options``, then ``-ftz=true``, the architecture and
+#   ``--device-as-default-execution-space`` as ``cuda/compiler.py`` adds them) and the NVRTC program
+#   (``compiler._NVRTCProgram``), so CuPy's ``float16`` class, its headers and NVRTC itself;
+# * written out here: the ``_ArgInfo`` of CupyOps's calls on C-contiguous arrays under 2**31 bytes
+#   (32-bit indexing): with bias, the (1, d_out) bias broadcast with stride 0 keeps a 2-D loop;
+#   without bias (the scalar 0) and in backward, the contiguous arrays are reduced to 1-D. And the
+#   architecture: compute capability 9.0 (H100, H200) instead of the device's, spelled ``-arch=sm_90``
+#   as ``_get_arch_for_options_for_nvrtc`` does;
+# * not covered: other layouts (a non-contiguous gradient, 64-bit indexing), other architectures,
+#   ``CUPY_*`` variables other than ``CUPY_COMPILE_WITH_PTX``/``CUPY_NVRTC_USE_PCH`` (defaults assumed),
+#   and the kernel cache.
+#
+# Without NVRTC the sources go to nvcc through CuPy's nvcc backend (``compiler.compile_using_nvcc``),
+# with the CUDA headers of nvcc's own toolkit.
+CUDA_ARCH = "90"
+FLOAT_DTYPES = ("float16", "float32", "float64")
+KINDS = ("forward", "forward_keep", "backward")
+ARG_NDARRAY, ARG_INDEXER, ARG_SCALAR = 1, 2, 3  # cupy/_core/_kernel.pxd: _ArgKind
+Launch = tuple[str, str, str, "bool | None"]  # activation, kind, dtype, bias (None: backward)
+
+
+@pytest.fixture(scope="module")
+def cupy_gen() -> SimpleNamespace:
+    """CuPy's modules that generate and compile kernels; skips without CuPy."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (`pip install 'dense-xp[cudacheck]'`)")
+    from cupy._core import _carray, _kernel, _scalar, core
+    from cupy.cuda import compiler
+
+    return SimpleNamespace(cupy=cupy, carray=_carray, kernel=_kernel, scalar=_scalar, core=core, cc=compiler)
+
+
+def _launch(g: SimpleNamespace, kern: Any, kind: str, dtype: np.dtype, bias: bool | None) -> tuple[Any, Any]:
+    """``(arginfos, type_map)`` of CupyOps's call of ``kern``, as ``ElementwiseKernel.__call__`` has them."""
+    info = g.kernel._ArgInfo
+
+    def array(ndim: int, c_contiguous: bool = True) -> Any:
+        return info(ARG_NDARRAY, g.cupy.ndarray, dtype, ndim, c_contiguous, True)
+
+    if kind == "backward":  # k(g, s): CuPy allocates dz; three C-contiguous arrays reduce to 1-D
+        ins, outs, args = (dtype, dtype), (), [array(1), array(1), array(1)]
+    else:  # k(z, b, z) or k(z, b, z, y)
+        outs = (dtype,) * (2 if kind == "forward_keep" else 1)
+        if bias:  # b, (1, d_out) broadcast with stride 0, is not C-contiguous: the loop stays 2-D
+            ins, args = (dtype, dtype), [array(2), array(2, False)] + [array(2)] * len(outs)
+        else:  # the Python scalar 0 becomes a CScalar; the arrays reduce to 1-D
+            ins, args = (dtype, None), [array(1), None] + [array(1)] * len(outs)
+    in_types, _, type_map = kern._decide_params_type(ins, outs)
+    if args[1] is None:
+        zero = g.scalar.CScalar(0)
+        zero.apply_dtype(in_types[1])
+        args[1] = info(ARG_SCALAR, g.scalar.CScalar, zero.descr, 0, True, True)
+    args.append(info(ARG_INDEXER, g.carray.Indexer, None, args[0].ndim, True, True))
+    return tuple(args), type_map
+
+
+def cupy_kernel_sources(
+    g: SimpleNamespace, names: Any = None, kinds: Any = KINDS, dtypes: Any = FLOAT_DTYPES
+) -> dict[Launch, tuple[str, str]]:
+    """``{(activation, kind, dtype, bias): (kernel name, source)}`` for each launch of ``CupyOps``.
+
+    ``source`` is the text CuPy gives the compiler for that launch: its header includes, then
+    ``_get_elementwise_kernel_code`` of the kernel object ``CupyOps._kernel`` returns.
+    """
+    ops = _fused.CupyOps(g.cupy)
+    header = "".join(f"#include <{h}>\n" for h in g.core._cupy_header_list)
+    sources = {}
+    for name, kind, dtype in itertools.product(names or _fused.CUDA_BODIES, kinds, dtypes):
+        if kind == "backward" and _fused.CUDA_BODIES[name][1] is None:
+            continue
+        kern = ops._kernel(name, kind, dtype == "float64")
+        for bias in (None,) if kind == "backward" else (True, False):
+            args, type_map = _launch(g, kern, kind, np.dtype(dtype), bias)
+            code = g.kernel._get_elementwise_kernel_code(
+                args, type_map, kern.params, kern.operation, kern.name, kern.preamble, **kern.kwargs
+            )
+            sources[name, kind, dtype, bias] = (kern.name, header + code)
+    return sources
+
+
+def _nvrtc(g: SimpleNamespace) -> tuple[str, Any]:
+    """CuPy's NVRTC path as ``(description, compile(name, source))``; raises where NVRTC does not load."""
+    cc = g.cc
+    version = cc._get_nvrtc_version()
+    if not cc._use_ptx and int(CUDA_ARCH) <= int(cc._get_max_compute_capability()):
+        arch, method = f"-arch=sm_{CUDA_ARCH}", "cubin"
+    else:
+        arch, method = f"-arch=compute_{CUDA_ARCH}", "ptx"
+    options = g.core.assemble_cupy_compiler_options(())
+    options += ("-ftz=true", arch, "--device-as-default-execution-space")
+    if getattr(cc, "_use_pch", False) and version >= (12, 8):  # CUPY_NVRTC_USE_PCH, CuPy >= 14
+        options += ("--pch",)
+
+    def compile_(name: str, source: str) -> None:
+        cc._NVRTCProgram(source, f"{name}.cu", method=method).compile(options)
+
+    return (
+        f"NVRTC {version[0]}.{version[1]}, {' '.join(o for o in options if not o.startswith('-I'))}",
+        compile_,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _nvcc(g: SimpleNamespace) -> tuple[str, Any]:
+    """CuPy's nvcc backend as ``(description, compile(name, source))``; raises without nvcc."""
+    nvcc = g.cupy.cuda.get_nvcc_path()
+    if nvcc is None:
+        msg = "nvcc is not on PATH"
+        raise LookupError(msg)
+    toolkit = f"-I{Path(nvcc.split()[0]).resolve().parents[1] / 'include'}"
+    # nvcc refuses CUDA headers of another version: those CuPy found give way to nvcc's own
+    options = [
+        toolkit if o.startswith("-I") and (Path(o[2:]) / "cuda_runtime.h").is_file() else o
+        for o in g.core.assemble_cupy_compiler_options(())
+    ]
+    options = (*options, *([] if toolkit in options else [toolkit]), "-ftz=true")
+
+    def compile_(name: str, source: str) -> None:
+        g.cc.compile_using_nvcc(source, options, arch=CUDA_ARCH, filename=f"{name}.cu")
+
+    return (
+        f"nvcc {nvcc}, -gencode=arch=compute_{CUDA_ARCH},code=sm_{CUDA_ARCH} {' '.join(options[-2:])}",
+        compile_,
+    )
+
+
+@pytest.fixture(scope="module")
+def cuda_compiler(cupy_gen: SimpleNamespace) -> tuple[str, Any]:
+    """``(description, compile(name, source))``: NVRTC as CuPy runs it, else nvcc; skips with neither."""
+    reasons = []
+    for make in (_nvrtc, _nvcc):
+        try:
+            return make(cupy_gen)
+        except Exception as exc:
+            reasons.append(f"{make.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+    pytest.skip(f"no CUDA compiler ({'; '.join(reasons)}); `pip install 'dense-xp[cudacheck]'` brings NVRTC")
+
+
+def _compile_all(
+    g: SimpleNamespace, compile_: Any, sources: dict[Launch, tuple[str, str]]
+) -> dict[Launch, str]:
+    """``{launch: compiler log}`` of the sources that fail; compiled in parallel (NVRTC releases the GIL)."""
+
+    def one(item: tuple[Launch, tuple[str, str]]) -> tuple[Launch, str] | None:
+        launch, (name, source) = item
+        try:
+            compile_(name, source)
+        except g.cc.CompileException as exc:
+            return launch, str(exc)
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return dict(filter(None, pool.map(one, sources.items())))
+
+
+def test_cupy_kernel_sources_are_what_cupy_generates(cupy_gen):
+    sources = cupy_kernel_sources(cupy_gen)
+    n_backward = sum(backward is not None for _, backward in _fused.CUDA_BODIES.values())
+    assert len(sources) == len(FLOAT_DTYPES) * (len(_fused.CUDA_BODIES) * 2 * 2 + n_backward)
+    name, src = sources["relu", "forward", "float16", False]
+    assert name == "dense_xp_relu_forward"
+    assert src.startswith("#include <cupy/complex.cuh>\n#include <cupy/carray.cuh>\n")
+    for text in (
+        '#include "cupy/float16.cuh"',
+        "typedef float16 T;",
+        "typedef float A;",
+        _fused.CUDA_BODIES["relu"][0],
+        "(const CArray<float16, 1, 1, 1> _raw_z, const float16 b, CArray<float16, 1, 1, 1> _raw_y,",
+    ):
+        assert text in src
+    _, src = sources["sigmoid", "forward_keep", "float32", True]
+    for text in (
+        "const CArray<float, 2, 0, 1> _raw_b,",
+        "CIndexer<2, 1> _ind",
+        "T &zb = _raw_zb[_ind.get()];",
+    ):
+        assert text in src
+    _, src = sources["gelu", "backward", "float64", None]
+    for text in ("typedef double T;", "typedef double A;", "CArray<double, 1, 1, 1> _raw_dz"):
+        assert text in src
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_cuda_kernel_sources_compile(cupy_gen, cuda_compiler, dtype):
+    """Every fused kernel, as CuPy generates and compiles it, for each activation, direction and bias."""
+    compiler, compile_ = cuda_compiler
+    sources = cupy_kernel_sources(cupy_gen, dtypes=(dtype,))
+    failures = _compile_all(cupy_gen, compile_, sources)
+    report = "\n\n".join(f"{sources[k][0]} {k}:\n{log[-1500:]}" for k, log in failures.items())
+    assert not failures, f"{len(failures)} of {len(sources)} kernels fail with {compiler}:\n{report}"
+
+
+# (activation, body index: 0 forward / 1 backward, kinds, body, dtypes that must fail, text in the log)
+BROKEN = {
+    "undeclared-name": ("relu", 0, ("forward",), "r = v > (A)0 ? v : slope * v;", FLOAT_DTYPES, "slope"),
+    "missing-semicolon": ("tanh", 1, ("backward",), "r = gv * ((A)1 - sv * sv)", FLOAT_DTYPES, ";"),
+    # z is read in the storage type T: a ternary of CuPy's float16 class and an int is ambiguous
+    # (each converts to the other), so only float16 fails; float and double compile
+    "float16-only": ("relu", 0, ("forward_keep",), "r = z > 0 ? z : 0;", ("float16",), "ambiguous"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_kernel_body_fails_to_compile(cupy_gen, cuda_compiler, monkeypatch, case):
+    name, index, kinds, body, failing, message = BROKEN[case]
+    bodies = list(_fused.CUDA_BODIES[name])
+    bodies[index] = body
+    monkeypatch.setitem(_fused.CUDA_BODIES, name, tuple(bodies))
+    sources = cupy_kernel_sources(cupy_gen, names=[name], kinds=kinds)
+    assert all(body in src for _, src in sources.values())
+    failures = _compile_all(cupy_gen, cuda_compiler[1], sources)
+    assert {launch for launch in sources if launch[2] in failing} == set(failures)
+    assert all(message in log for log in failures.values()), next(iter(failures.values()))

@@ -159,3 +159,27 @@ def test_workflows_parse_as_yaml() -> None:
     job = gpu["jobs"]["gpu"]
     assert job["runs-on"] == ["self-hosted", "linux", "x64", "gpu"]
     assert job["env"]["DENSE_XP_TEST_BACKENDS"] == "numpy,cupy"
+
+
+GPU_DRY_RUN = "python -m benchmarks.gpu_check --dry-run --out"
+CUDACHECK = 'python -m pip install -e ".[cudacheck]"'
+
+
+def test_ci_compiles_the_cuda_kernels_and_dry_runs_the_gpu_check() -> None:
+    for path in (CI_RUN, CI_YML):
+        commands = _commands(path)
+        assert commands.index(INSTALL) < commands.index(CUDACHECK), path
+        tests = next(i for i, c in enumerate(commands) if c.startswith(PYTEST))
+        dry = [i for i, c in enumerate(commands) if c.startswith(GPU_DRY_RUN)]
+        assert len(dry) == 1, f"{path} does not run `{GPU_DRY_RUN} DIR` once"
+        assert tests < dry[0], path
+    commands = _commands(CI_RUN)
+    assert commands.index(next(c for c in commands if c.startswith(GPU_DRY_RUN))) < commands.index(
+        "ruff check ."
+    )
+
+
+def test_gpu_workflow_keeps_tf32_off() -> None:
+    yaml = pytest.importorskip("yaml")
+    gpu = yaml.safe_load(GPU_YML.read_text(encoding="utf-8"))
+    assert gpu["jobs"]["gpu"]["env"]["CUPY_TF32"] == "0"
