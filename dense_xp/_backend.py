@@ -97,10 +97,21 @@ def set_default_device(device: Any) -> None:
 
 
 def get_default_device() -> Any:
-    """The device request in force: ``use_device`` > default > env > ``"cpu"``."""
-    for request in (_context.get(), _default[0], os.environ.get(ENV_VAR) or None):
+    """The device request in force: ``use_device`` > default > env > ``"cpu"``.
+
+    Raises
+    ------
+    ValueError
+        The request comes from ``DENSE_XP_DEVICE``, which holds no device
+        string; the message names the variable and its value.
+    """
+    for request in (_context.get(), _default[0]):
         if request is not None:
             return request
+    env = os.environ.get(ENV_VAR) or None
+    if env is not None:
+        _parse(env, name=ENV_VAR)
+        return env
     return "cpu"
 
 

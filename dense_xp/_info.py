@@ -81,9 +81,14 @@ def format_info(report: list[dict[str, Any]]) -> str:
         if entry.get("reason"):
             lines.append(f"    reason: {entry['reason']}")
     try:
+        request = _backend.get_default_device()
+    except ValueError as exc:  # a bad DENSE_XP_DEVICE: reported, and the report goes on
+        lines.append(f"default device request: invalid, {exc}")
+        return "\n".join(lines)
+    try:
         xp, device = _backend.resolve_device()
         resolved = f"{_backend.namespace_name(xp)} on {device!r}"
     except _backend.DeviceUnavailableError as exc:
         resolved = f"unavailable ({exc})"
-    lines.append(f"default device request {_backend.get_default_device()!r} -> {resolved}")
+    lines.append(f"default device request {request!r} -> {resolved}")
     return "\n".join(lines)

@@ -143,3 +143,17 @@ def test_info_command_runs():
     assert "numpy" in result.stdout
     assert "cupy" in result.stdout
     assert "default device request 'cpu' -> numpy on 'cpu'" in result.stdout
+
+
+def test_a_bad_environment_variable_is_named_with_its_value(monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "bogus")
+    match = r"`DENSE_XP_DEVICE` must be \"cpu\", \"cuda\", \"cuda:N\" or \"auto\", got 'bogus'"
+    with pytest.raises(ValueError, match=match):
+        dense_xp.get_default_device()
+    with pytest.raises(ValueError, match=match):
+        dense_xp.DenseLayer(2, 2)
+    assert dense_xp.DenseLayer(2, 2, device="cpu").device == "cpu"
+    with dense_xp.use_device("cpu"):
+        assert dense_xp.get_default_device() == "cpu"
+    report = dense_xp._info.format_info([])
+    assert report == f"default device request: invalid, {match.replace(chr(92), '')}"
