@@ -1,7 +1,7 @@
 """One command for a CUDA machine: backend report, test suite on NumPy + CuPy, demo, CUDA benchmark.
 
 ``python -m benchmarks.gpu_check [--out DIR]`` writes into DIR (default
-``benchmarks/results/gpu-<date>``), flat: ``info.txt``, ``pytest.log``,
+``benchmarks/runs/gpu-<date>``, untracked), flat: ``info.txt``, ``pytest.log``,
 ``demo.log``, ``bench.log``, ``bench.json``, ``bench.png`` and ``summary.json``.
 It exits 0 when every step passed, 1 when one failed (the tests, the demo or
 the benchmark), and 2 without running anything when no CUDA device answers.
@@ -144,12 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", help="output folder (default benchmarks/results/gpu-<date>)")
+    parser.add_argument("--out", help="output folder (default benchmarks/runs/gpu-<date>, untracked)")
     parser.add_argument("--deadline", type=float, default=345.0, help="seconds for the whole run")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"gpu-{date}").resolve()
+    out = Path(args.out or ROOT / "benchmarks" / "runs" / f"gpu-{date}").resolve()
     plan = steps(out)
     print(f"gpu_check plan (output in {out}, at most {args.deadline:.0f} s in all):")
     for step in plan:
