@@ -28,7 +28,7 @@ class TrainingDivergedError(RuntimeError):
 
 
 class Sequential:
-    """Layers applied in order: ``y = layers[-1](... layers[0](X))``.
+    """Layers applied in order: ``y = layers[-1](...(layers[0](X)))``.
 
     Parameters
     ----------
