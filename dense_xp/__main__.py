@@ -116,7 +116,7 @@ def _public_name(kind: type[BaseException]) -> str:
 
 
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from .demo import train_digits
+    from .demo import _require, train_digits
 
     start = time.perf_counter()
     try:
@@ -125,6 +125,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(exc))
     if not args.save.parent.is_dir():
         parser.error(f"argument --save: the directory {str(args.save.parent)!r} does not exist")
+    _require("sklearn", "matplotlib")  # before anything is printed or trained
     xp, device = _backend.resolve_device(request)
     where = f"{_backend.namespace_name(xp)} on {device!r}"
     why = _backend.cuda_unusable_reason(0) if str(request).startswith("auto") and device == "cpu" else None

@@ -130,7 +130,9 @@ def test_demo_on_missing_cuda_fails_in_one_line_with_the_public_name(capsys):
 def test_demo_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     assert cli.main(["demo", "--device", "cpu"]) == 1
-    (line,) = _lines(capsys.readouterr().err)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = _lines(captured.err)
     assert line == "python -m dense_xp: error: ImportError: " + (
         'the digits demo needs scikit-learn: pip install "dense-xp[demo]"'
     )
