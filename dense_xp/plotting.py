@@ -64,11 +64,16 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
     path = Path(path)
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         msg = 'plot_history needs matplotlib: pip install "dense-xp[demo]" (or matplotlib)'
         raise ImportError(msg) from None
     panels = [(key, label) for key, label in _PANELS if curves.get(key) or curves.get(f"val_{key}")]
-    fig = Figure(figsize=(5.0 * len(panels), 3.8), layout="constrained")
+    width, height = 5.0 * len(panels), 3.8
+    fig = Figure(figsize=(width, height))
+    # Fixed margins in inches: a layout engine would draw everything twice.
+    fig.subplots_adjust(left=0.9 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.15 / height)
+    fig.subplots_adjust(wspace=0.25)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (key, label) in zip(axes, panels, strict=True):
         for name, style, what in ((key, "-", "training"), (f"val_{key}", "--", "validation")):
@@ -80,6 +85,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
             v > 0 and math.isfinite(v) for k in ("loss", "val_loss") for v in curves.get(k, [])
         ):
             ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
