@@ -50,7 +50,10 @@ def load_digits_split(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     from sklearn.model_selection import train_test_split
 
     X, y = load_digits(return_X_y=True)
-    return train_test_split(X / 16.0, y, test_size=0.25, random_state=seed, stratify=y)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X / 16.0, y, test_size=0.25, random_state=seed, stratify=y
+    )
+    return X_train, X_test, y_train, y_test
 
 
 def build_model(seed: int = 0, *, dtype: Any = "float32", device: Any = None, xp: Any = None) -> Sequential:
