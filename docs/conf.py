@@ -10,11 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import dense_xp  # noqa: E402
+import dense_xp
 
 project = "dense_xp"
 author = "the dense_xp developers"
-copyright = "2026, the dense_xp developers"  # noqa: A001
+copyright = "2026, the dense_xp developers"
 version = release = dense_xp.__version__
 
 extensions = [
