@@ -125,6 +125,10 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(exc))
     if not args.save.parent.is_dir():
         parser.error(f"argument --save: the directory {str(args.save.parent)!r} does not exist")
+    if args.save.suffix == ".png":
+        parser.error(
+            f"argument --save: the learning curves go to {args.save.name!r}: name the checkpoint .npz"
+        )
     _require("sklearn", "matplotlib")  # before anything is printed or trained
     xp, device = _backend.resolve_device(request)
     where = f"{_backend.namespace_name(xp)} on {device!r}"

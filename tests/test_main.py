@@ -83,6 +83,7 @@ def test_version(capsys, monkeypatch):
             ["demo", "--save", "no/such/dir/m.npz"],
             "demo: error: argument --save: the directory 'no/such/dir'",
         ),
+        (["demo", "--save", "m.png"], "demo: error: argument --save: the learning curves go to 'm.png'"),
     ],
 )
 def test_usage_errors_answer_in_two_lines_with_exit_2(capsys, argv, message):
