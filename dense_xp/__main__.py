@@ -83,7 +83,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help='"cpu", "cuda", "cuda:N" or "auto" (the GPU if one answers, else the CPU); '
         "default: DENSE_XP_DEVICE, else cpu",
     )
-    demo.add_argument("--epochs", type=_count(1), default=40, help="training epochs (default: 40)")
+    demo.add_argument("--epochs", type=_count(1), default=20, help="training epochs (default: 20)")
     demo.add_argument(
         "--seed", type=_count(0), default=0, help="seed of the split, weights and shuffling (default: 0)"
     )

@@ -112,7 +112,7 @@ def train_digits(
     *,
     device: Any = None,
     xp: Any = None,
-    epochs: int = 40,
+    epochs: int = 20,
     seed: int = 0,
     dtype: Any = "float32",
     progress: bool = True,
