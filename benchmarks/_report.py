@@ -111,6 +111,11 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _minor_label(value: float, _pos: Any = None) -> str:
+    """Labels for the minor ticks of a log axis: 0.2, 0.3, 0.5, 2, 3, 5, 20... (by the leading digit)."""
+    return f"{value:g}" if value > 0 and f"{value:.0e}"[0] in "235" else ""
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     """Two panels against the shapes (log time axes): ms per step, and time / floor time."""
     matplotlib = require("matplotlib")
@@ -149,7 +154,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax_r.set_ylabel("time / floor (the three bare matmuls)")
     ticker = matplotlib.ticker
     ax_r.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-    ax_r.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    ax_r.yaxis.set_minor_formatter(ticker.FuncFormatter(_minor_label))
     ax_r.set_title("ratio to the floor (1 = nothing but matmuls)")
     m, s = report["machine"], report["settings"]
     on = ", ".join(m["gpu"]["devices"]) if "gpu" in m else f"{m['cpu_model']}, {s['threads']} threads"

@@ -27,7 +27,9 @@ from ._impls import BUILDERS, IMPLS, Case, Skip
 from ._report import format_table, plot
 from ._timing import machine_info, measure, require, summarize, wait_for_idle
 
-__all__ = ["SHAPE_SETS", "main", "parse_shapes", "run", "run_block"]
+__all__ = ["OUT_DIR", "SHAPE_SETS", "main", "parse_shapes", "run", "run_block"]
+
+OUT_DIR = Path(__file__).resolve().parent / "runs"  # untracked (.gitignore); commit results deliberately
 
 SHAPE_SETS: dict[str, list[tuple[int, int, int]]] = {
     "small": [(32, 64, 64), (256, 512, 512), (1024, 1024, 1024)],
@@ -163,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-txt", action="store_true", help="do not write <out>.txt (the table)")
     parser.add_argument(
-        "--out", help="path stem for <out>.json/.png/.txt (default benchmarks/results/DEVICE-DATE)"
+        "--out", help="path stem for <out>.json/.png/.txt (default benchmarks/runs/DEVICE-DATE, untracked)"
     )
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
@@ -181,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_dense: {exc}", file=sys.stderr)
         return 2
     date = datetime.date.today().isoformat()
-    out = Path(args.out or f"benchmarks/results/{args.device.replace(':', '')}-{date}")
+    out = Path(args.out) if args.out else OUT_DIR / f"{args.device.replace(':', '')}-{date}"
     report = run(args)
     table = format_table(report)
     print(table)

@@ -2,7 +2,7 @@
 CUDA benchmark and the two CUDA targets.
 
 ``python -m benchmarks.gpu_check [--out DIR] [--cache-dir DIR] [--dry-run]`` writes into DIR
-(default ``benchmarks/results/gpu-<date>``), flat, these files and no others:
+(default ``benchmarks/runs/gpu-<date>``, untracked), flat, these files and no others:
 ``summary.json``, ``info.txt``, ``warm.log``, ``pytest.log``, ``demo.log``, ``bench.log``,
 ``bench.json`` and ``bench.png``. Every step runs in a child process: this process imports
 neither CuPy nor torch nor JAX and never opens a CUDA context. Children get ``CUPY_TF32=0``,
@@ -281,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", help="folder for the result files (default benchmarks/results/gpu-<date>)")
+    parser.add_argument(
+        "--out", help="folder for the result files (default benchmarks/runs/gpu-<date>, untracked)"
+    )
     parser.add_argument(
         "--cache-dir",
         help="CuPy's kernel cache, kept between runs (default $CUPY_CACHE_DIR or ~/.cupy/kernel_cache)",
@@ -300,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     deadline = start + args.deadline
     date = datetime.date.today().isoformat()
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"gpu-{date}").resolve()
+    out = Path(args.out or ROOT / "benchmarks" / "runs" / f"gpu-{date}").resolve()
     cache = Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir()
     env = child_env(cache)
     plan = steps(args, out)

@@ -20,6 +20,7 @@ from .checkpoint import CheckpointError, load, save
 from .layer import DenseLayer
 from .losses import get_loss
 from .optimizers import SGD, Adam, AdamW, Optimizer, get_optimizer
+from .plotting import plot_history
 from .sequential import Sequential, TrainingDivergedError
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "get_loss",
     "get_optimizer",
     "load",
+    "plot_history",
     "resolve_device",
     "save",
     "set_default_device",

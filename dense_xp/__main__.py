@@ -1,62 +1,187 @@
-"""Command line: ``python -m dense_xp info`` and ``python -m dense_xp demo``."""
+"""Command line: ``python -m dense_xp info`` and ``python -m dense_xp demo``, or the ``dense-xp`` script."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
 
+from . import __version__, _backend
 from ._info import backend_info, format_info
 
-TARGET_ACCURACY = 0.97
+DESCRIPTION = (
+    "Dense neural-network layers written once against the Python array API. "
+    "'info' reports the array backends and devices of this machine; "
+    "'demo' trains an MLP on scikit-learn's digits."
+)
+USAGE_ERROR, FAILURE = 2, 1
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import train_digits
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in two lines: what is wrong, and where help is."""
 
-    print(f"training a 64-128-10 MLP on the digits, device request {args.device!r}")
-    result = train_digits(
-        device=args.device,
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
+
+
+def _device(value: str) -> str:
+    try:
+        _backend._parse(value, name="--device")
+    except ValueError:
+        msg = f'must be "cpu", "cuda", "cuda:N" or "auto", got {value!r}'
+        raise argparse.ArgumentTypeError(msg) from None
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            msg = f"must be an integer >= {minimum}, got {value!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return number
+
+    return parse
+
+
+def _prog() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m dense_xp" if name in ("", "-c", "__main__.py") else name
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``python -m dense_xp`` and the ``dense-xp`` script."""
+    parser = _Parser(prog=prog or _prog(), description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{info,demo}", help="the command")
+    info = commands.add_parser(
+        "info",
+        help="report each array backend, its version and devices",
+        description="Report each array backend, its version, its devices and, where unusable, why.",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="train an MLP on scikit-learn's digits (needs the demo extra)",
+        description=(
+            "Train a 64-128-10 MLP on scikit-learn's bundled digits, compare with scikit-learn's "
+            "MLPClassifier, and save the model and its learning curves. "
+            'Needs the demo extra: pip install "dense-xp[demo]".'
+        ),
+    )
+    demo.add_argument(
+        "--device",
+        type=_device,
+        default=None,
+        help='"cpu", "cuda", "cuda:N" or "auto" (the GPU if one answers, else the CPU); '
+        "default: DENSE_XP_DEVICE, else cpu",
+    )
+    demo.add_argument("--epochs", type=_count(1), default=20, help="training epochs (default: 20)")
+    demo.add_argument(
+        "--seed", type=_count(0), default=0, help="seed of the split, weights and shuffling (default: 0)"
+    )
+    demo.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="parameter dtype (default: float32)",
+    )
+    demo.add_argument(
+        "--save",
+        default="digits_mlp.npz",
+        type=Path,
+        help="checkpoint path; the learning curves go beside it as a .png (default: digits_mlp.npz)",
+    )
+    demo.add_argument(
+        "--no-baseline", action="store_true", help="skip the scikit-learn MLPClassifier comparison"
+    )
+    info.set_defaults(parser=info)
+    demo.set_defaults(parser=demo)
+    return parser
+
+
+def _public_name(kind: type[BaseException]) -> str:
+    import dense_xp
+
+    if getattr(dense_xp, kind.__name__, None) is kind:
+        return f"dense_xp.{kind.__name__}"
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .demo import _require, train_digits
+
+    start = time.perf_counter()
+    try:
+        request = _backend.get_default_device() if args.device is None else args.device
+    except ValueError as exc:  # a bad DENSE_XP_DEVICE
+        parser.error(str(exc))
+    if not args.save.parent.is_dir():
+        parser.error(f"argument --save: the directory {str(args.save.parent)!r} does not exist")
+    if args.save.suffix == ".png":
+        parser.error(
+            f"argument --save: the learning curves go to {args.save.name!r}: name the checkpoint .npz"
+        )
+    _require("sklearn", "matplotlib")  # before anything is printed or trained
+    xp, device = _backend.resolve_device(request)
+    where = f"{_backend.namespace_name(xp)} on {device!r}"
+    why = _backend.cuda_unusable_reason(0) if str(request).startswith("auto") and device == "cpu" else None
+    print(f"dense_xp {__version__} demo: a 64-128-10 MLP on scikit-learn's digits, {args.dtype}")
+    print(f"device: {request!r} -> {where}" + (f" (CUDA: {why})" if why else ""), flush=True)
+    log = lambda line: print(line, flush=True)
+    train_digits(
+        device=device,
+        xp=xp,
         epochs=args.epochs,
         seed=args.seed,
         dtype=args.dtype,
         save_to=args.save,
+        plot_to=args.save.with_suffix(".png"),
         baseline=not args.no_baseline,
+        log=log,
     )
-    print(f"device:            {result['device']}")
-    print(f"epochs:            {args.epochs} (final training loss {result['history']['loss'][-1]:.4f})")
-    print(f"training time:     {result['train_seconds']:.2f} s")
-    print(f"test accuracy:     {result['test_accuracy']:.4f} (target >= {TARGET_ACCURACY})")
-    if "sklearn_accuracy" in result:
-        print(
-            f"MLPClassifier:     {result['sklearn_accuracy']:.4f} (scikit-learn, same hidden size and split)"
-        )
-    print(f"model saved to:    {args.save}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m dense_xp`` and the ``dense-xp`` script."""
-    parser = argparse.ArgumentParser(prog="python -m dense_xp", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="report each array backend, its version and devices")
-    demo = commands.add_parser("demo", help="train an MLP on scikit-learn's digits (needs the demo extra)")
-    demo.add_argument(
-        "--device", default=None, help='"cpu", "cuda", "cuda:N" or "auto" (default: DENSE_XP_DEVICE or cpu)'
-    )
-    demo.add_argument("--epochs", type=int, default=40)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    demo.add_argument("--save", default="digits_mlp.npz", help="checkpoint path (default: digits_mlp.npz)")
-    demo.add_argument(
-        "--no-baseline", action="store_true", help="skip the scikit-learn MLPClassifier comparison"
-    )
-    args = parser.parse_args(argv)
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "info":
         print(format_info(backend_info()))
         return 0
-    print(format_info(backend_info()), end="\n\n")
-    return _demo(args)
+    return _demo(args.parser, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m dense_xp`` and the ``dense-xp`` script; returns the exit status.
+
+    0 on success, 2 for a usage error, 1 for a failure (the device cannot be
+    used, an extra is missing, a file cannot be written...): each answered in
+    one line on standard error.
+    """
+    from .checkpoint import CheckpointError
+    from .sequential import TrainingDivergedError
+
+    failures = (_backend.DeviceUnavailableError, CheckpointError, TrainingDivergedError, ImportError, OSError)
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # the reader went away, as with `dense-xp info | head -1`
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return FAILURE
+    except KeyboardInterrupt:
+        print(f"{_prog()}: interrupted", file=sys.stderr)
+        return 130
+    except failures as exc:
+        print(f"{_prog()}: error: {_public_name(type(exc))}: {exc}", file=sys.stderr)
+        return FAILURE
 
 
 if __name__ == "__main__":

@@ -89,10 +89,14 @@ def format_info(report: list[dict[str, Any]]) -> str:
                 f"    memory pool: {pool['used_bytes'] / 2**20:.1f} MiB in use, "
                 f"{pool['held_bytes'] / 2**20:.1f} MiB held, limit {limit}"
             )
+    request = _backend.get_default_device()
     try:
         xp, device = _backend.resolve_device()
         resolved = f"{_backend.namespace_name(xp)} on {device!r}"
+    except ValueError as exc:  # a bad DENSE_XP_DEVICE: reported, and the report goes on
+        lines.append(f"default device request: invalid, {exc}")
+        return "\n".join(lines)
     except _backend.DeviceUnavailableError as exc:
         resolved = f"unavailable ({exc})"
-    lines.append(f"default device request {_backend.get_default_device()!r} -> {resolved}")
+    lines.append(f"default device request {request!r} -> {resolved}")
     return "\n".join(lines)

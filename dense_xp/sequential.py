@@ -21,7 +21,7 @@ CHECK_EVERY = 32  # batches between two divergence checks in fit
 
 
 class Sequential:
-    """Layers applied in order: ``y = layers[-1](... layers[0](X))``.
+    """Layers applied in order: ``y = layers[-1](...(layers[0](X)))``.
 
     Parameters
     ----------
@@ -219,6 +219,7 @@ class Sequential:
         if validation_data is not None:
             names = ("validation_data[0]", "validation_data[1]")
             validation_data = self._data(*validation_data, loss, names=names, check_finite=check_finite)
+        self._fitted_loss = getattr(loss, "name", None)  # read by predict_proba
         with _backend.float_errors_ignored():  # divergence is reported as TrainingDivergedError
             guard = Guard(self, optimizer, check_every)
             return self._fit(
@@ -327,3 +328,77 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
         return f"Sequential([\n{inner},\n])"
+
+    # -- probabilities and classes ----------------------------------------------
+    _fitted_loss: str | None = None  # the name of the loss of the last fit
+
+    @_backend.runs_on_device
+    def predict_proba(self, X: Any, batch_size: int | None = None, *, loss: str | None = None) -> Any:
+        """Class probabilities for ``X`` on the model's device.
+
+        The outputs of :meth:`predict` are logits; this applies the link of the
+        loss: softmax for ``"softmax_cross_entropy"`` (rows sum to 1), sigmoid
+        for ``"binary_cross_entropy"`` (each output in ``[0, 1]``).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, input_size)
+        batch_size : int, optional
+            Rows per forward pass, as in :meth:`predict`.
+        loss : str, optional
+            ``"softmax_cross_entropy"`` or ``"binary_cross_entropy"``. Default:
+            the loss the model was last fitted with (a loaded checkpoint has
+            none: pass it).
+
+        Returns
+        -------
+        array, shape (n, output_size)
+            Probabilities in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            The loss is not a classification loss (``"mse"``, a custom loss),
+            or unknown because the model was never fitted.
+        """
+        name = self._fitted_loss if loss is None else loss
+        if name not in ("softmax_cross_entropy", "binary_cross_entropy"):
+            source = "the loss of the last fit" if loss is None else "given"
+            if loss is None and self._fitted_loss is None:
+                source = "the model has not been fitted, or was fitted with a loss without a known name"
+            msg = (
+                '`loss` must be "softmax_cross_entropy" or "binary_cross_entropy" for probabilities, '
+                f"got {name!r} ({source})"
+            )
+            raise ValueError(msg)
+        z = self.predict(X, batch_size)
+        xp = self.xp
+        if name == "binary_cross_entropy":
+            e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow
+            return xp.where(z >= 0, 1.0, e) / (1.0 + e)
+        p = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+        return p / xp.sum(p, axis=1, keepdims=True)
+
+    @_backend.runs_on_device
+    def predict_classes(self, X: Any, batch_size: int | None = None) -> Any:
+        """Predicted class of each row of ``X``, as :func:`dense_xp.losses.accuracy` counts a hit.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, input_size)
+        batch_size : int, optional
+            Rows per forward pass, as in :meth:`predict`.
+
+        Returns
+        -------
+        array of int, shape (n,)
+            The argmax of each row of logits; with one output, 1 where the
+            logit is above 0 (probability above 0.5) and 0 elsewhere. On the
+            model's device, in the namespace's default index dtype.
+        """
+        z = self.predict(X, batch_size)
+        xp = self.xp
+        if z.shape[1] != 1:
+            return xp.argmax(z, axis=1)
+        index = xp.__array_namespace_info__().default_dtypes(device=self.device)["indexing"]
+        return xp.astype(z[:, 0] > 0, index)

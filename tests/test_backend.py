@@ -207,3 +207,15 @@ def test_bad_environment_variable_is_named(monkeypatch):
             match=r"requested by the environment variable DENSE_XP_DEVICE='cuda:99'",
         ):
             dense_xp.DenseLayer(2, 2)
+
+
+def test_a_bad_environment_variable_is_named_with_its_value(monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "bogus")
+    match = r"`DENSE_XP_DEVICE` must be \"cpu\", \"cuda\", \"cuda:N\" or \"auto\", got 'bogus'"
+    with pytest.raises(ValueError, match=match):
+        dense_xp.DenseLayer(2, 2)
+    assert dense_xp.DenseLayer(2, 2, device="cpu").device == "cpu"
+    with dense_xp.use_device("cpu"):
+        assert dense_xp.get_default_device() == "cpu"
+    report = dense_xp._info.format_info([])
+    assert report == f"default device request: invalid, {match.replace(chr(92), '')}"

@@ -8,10 +8,13 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from benchmarks.gpu_check import FILES, pytest_counts, targets
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_dense_writes_table_json_and_plot(tmp_path):
@@ -140,3 +143,52 @@ def test_gpu_check_out_of_time_runs_no_step_and_fails(tmp_path):
     assert summary["ok"] is False
     assert {s["status"] for s in summary["steps"].values()} == {"not run"}
     assert [t["met"] for t in summary["targets"].values()] == [None, None]
+
+
+def _report(ratios):
+    shapes = [[8, 4, 3], [16, 8, 8], [32, 16, 16]]
+    rows = []
+    for (n, d_in, d_out), ratio in zip(shapes, ratios, strict=True):
+        case = {"n": n, "d_in": d_in, "d_out": d_out, "dtype": "float32"}
+        rows += [case | {"impl": "floor", "activation": None, "ms": 1.0}]
+        rows += [case | {"impl": "dense_xp", "activation": "relu", "ms": ratio}]
+    machine = {"versions": {"dense_xp": "0"}, "cpu_model": "cpu", "date": "2026-01-01"}
+    settings = {"dtype": ["float32"], "device": "cpu", "threads": 2}
+    return {"machine": machine, "settings": settings, "shapes": shapes, "measurements": rows}
+
+
+def test_ratio_axis_labels_values_below_one(tmp_path, monkeypatch):
+    plt = pytest.importorskip("matplotlib.pyplot", reason="the bench extra is not installed")
+    from benchmarks._report import plot
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot(_report([0.25, 0.4, 0.6]), tmp_path / "r.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    ratio_axis = fig.axes[1]
+    labels = {t.get_text() for t in ratio_axis.get_yticklabels(minor=True) if t.get_text()}
+    labels |= {t.get_text() for t in ratio_axis.get_yticklabels() if t.get_text()}
+    assert ratio_axis.get_ylim()[1] < 1.1
+    assert {"0.3", "0.5"} <= labels
+    plt.close(fig)
+
+
+def test_bench_dense_writes_to_an_untracked_folder_by_default(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib", reason="the bench extra is not installed")
+    pytest.importorskip("threadpoolctl", reason="the bench extra is not installed")
+    from benchmarks import bench_dense
+
+    assert bench_dense.OUT_DIR == ROOT / "benchmarks" / "runs"
+    if (ROOT / ".git").exists():
+        ignored = subprocess.run(
+            ["git", "-C", str(ROOT), "check-ignore", "-q", "benchmarks/runs/cpu-2026-01-01.json"], check=False
+        )
+        assert ignored.returncode == 0, "benchmarks/runs/ must be listed in .gitignore"
+    monkeypatch.setattr(bench_dense, "OUT_DIR", tmp_path / "runs")
+    argv = ["--dtype", "float32", "--activation", "relu", "--shapes", "4x3x2", "--impl", "dense_xp"]
+    argv += ["--passes", "1", "--min-repeat", "1", "--repeat", "1", "--budget", "0.01", "--threads", "1"]
+    assert bench_dense.main(argv) == 0
+    written = sorted(p.suffix for p in (tmp_path / "runs").iterdir())
+    assert written == [".json", ".png", ".txt"]
+    assert "wrote " + str(tmp_path / "runs" / "cpu-") in capsys.readouterr().out

@@ -239,3 +239,76 @@ def test_to_moves_every_layer(backend):
     assert all(array_api_compat.device(p) == device for p in model.parameters())
     np.testing.assert_allclose(host(model.predict(X)), expected, rtol=1e-12)
     assert "DenseLayer(5, 7" in repr(model)
+
+
+def _fitted(xp, device, loss, n_out, y):
+    model = Sequential(
+        [
+            DenseLayer(4, 6, "tanh", seed=0, init="glorot_normal", dtype="float64", device=device, xp=xp),
+            DenseLayer(6, n_out, seed=1, init="glorot_normal", dtype="float64", device=device, xp=xp),
+        ]
+    )
+    X = np.random.default_rng(5).normal(size=(len(y), 4))
+    model.fit(X, y, loss=loss, optimizer=SGD(lr=0.1), epochs=2, batch_size=8, seed=0, progress=False)
+    return model, X
+
+
+def test_predict_proba_is_the_softmax_of_the_logits(backend):
+    xp, device = backend
+    model, X = _fitted(xp, device, "softmax_cross_entropy", 3, np.arange(20) % 3)
+    logits = host(model.predict(X)).astype(np.float64)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    proba = model.predict_proba(X, batch_size=7)
+    assert array_api_compat.device(proba) == device
+    np.testing.assert_allclose(host(proba), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(proba).sum(axis=1), 1.0, rtol=1e-12)
+    assert np.ptp(host(proba)) > 0.05
+    np.testing.assert_array_equal(host(model.predict_classes(X)), logits.argmax(axis=1))
+
+
+def test_predict_proba_is_the_sigmoid_for_binary_cross_entropy(backend):
+    xp, device = backend
+    model, X = _fitted(xp, device, "binary_cross_entropy", 1, (np.arange(20) % 2).astype(float))
+    with dense_xp._backend.on_device(device):  # CuPy computes on the current device
+        model.layers[-1].W = model.layers[-1].W * 2000.0  # logits far beyond exp's float64 range
+    logits = host(model.predict(X))[:, 0]
+    assert np.abs(logits).max() > 800  # exp overflows float64 beyond 709
+    proba = host(model.predict_proba(X))
+    assert proba.shape == (20, 1)
+    pos, e = logits >= 0, np.exp(-np.abs(logits))
+    expected = np.where(pos, 1 / (1 + e), e / (1 + e))  # each branch where its exp cannot overflow
+    np.testing.assert_allclose(proba[:, 0], expected, rtol=1e-12, atol=0)
+    assert np.isfinite(proba).all()
+    assert ((proba > 0) & (proba < 1e-100)).any()
+    classes = dense_xp.to_numpy(model.predict_classes(X))
+    assert classes.shape == (20,)
+    assert np.issubdtype(classes.dtype, np.integer)
+    np.testing.assert_array_equal(classes, (logits > 0).astype(int))
+    assert 0 < classes.sum() < 20
+
+
+def test_predict_proba_follows_the_last_fit_and_accepts_a_loss():
+    model, X = _fitted(None, "cpu", "softmax_cross_entropy", 3, np.arange(20) % 3)
+    softmax = host(model.predict_proba(X))
+    sigmoid = host(model.predict_proba(X, loss="binary_cross_entropy"))
+    np.testing.assert_allclose(sigmoid, 1 / (1 + np.exp(-host(model.predict(X)))), rtol=1e-12)
+    assert not np.allclose(softmax, sigmoid)
+    model.fit(X, np.zeros((20, 3)), loss="mse", epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"`loss` must be .*, got 'mse' \(the loss of the last fit\)"):
+        model.predict_proba(X)
+    np.testing.assert_allclose(host(model.predict_proba(X, loss="softmax_cross_entropy")).sum(axis=1), 1)
+
+
+def test_predict_proba_before_fit_says_the_loss_is_unknown(tmp_path):
+    model = _mlp(None, "cpu")
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=r"`loss` must be .*got None \(the model has not been fitted"):
+        model.predict_proba(np.ones((2, 5)))
+    with pytest.raises(ValueError, match=r"`loss` must be .*got 'mse' \(given\)"):
+        model.predict_proba(np.ones((2, 5)), loss="mse")
+    _assert_same(model, before)
+    model.save(tmp_path / "m.npz")
+    loaded = dense_xp.load(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"got None \(the model has not been fitted"):
+        loaded.predict_proba(np.ones((2, 5)))
+    assert host(loaded.predict_classes(np.ones((2, 5)))).shape == (2,)

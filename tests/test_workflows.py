@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CI_RUN = ROOT / ".ci" / "run"
 CI_YML = ROOT / ".github" / "workflows" / "ci.yml"
 GPU_YML = ROOT / ".github" / "workflows" / "gpu.yml"
+RELEASE_YML = ROOT / ".github" / "workflows" / "release.yml"
 README = ROOT / "README.md"
 
 INSTALL = 'python -m pip install -e ".[test]"'
@@ -147,7 +148,7 @@ def test_gpu_workflow_installs_the_chosen_cuda_extra() -> None:
 
 def test_workflows_parse_as_yaml() -> None:
     yaml = pytest.importorskip("yaml")
-    for path in (CI_YML, GPU_YML):
+    for path in (CI_YML, GPU_YML, RELEASE_YML):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         triggers = doc.get("on", doc.get(True))  # PyYAML reads the key `on` as True
         assert triggers, path
@@ -183,3 +184,44 @@ def test_gpu_workflow_keeps_tf32_off() -> None:
     yaml = pytest.importorskip("yaml")
     gpu = yaml.safe_load(GPU_YML.read_text(encoding="utf-8"))
     assert gpu["jobs"]["gpu"]["env"]["CUPY_TF32"] == "0"
+
+
+DOCS_BUILD = "python -m sphinx -W --keep-going"
+
+
+def test_ci_script_builds_the_docs_with_warnings_as_errors_after_the_tests() -> None:
+    commands = _commands(CI_RUN)
+    tests = next(i for i, c in enumerate(commands) if c.startswith(PYTEST))
+    install = commands.index('python -m pip install --quiet -e ".[docs]"')
+    build = next(i for i, c in enumerate(commands) if c.startswith(DOCS_BUILD))
+    assert tests < install < build
+    assert " docs " in commands[build]
+
+
+def test_ci_workflow_builds_the_docs_with_warnings_as_errors() -> None:
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load(CI_YML.read_text(encoding="utf-8"))["jobs"]["docs"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert 'python -m pip install -e ".[docs]"' in runs
+    assert any(r.startswith(f"{DOCS_BUILD} -b html docs ") for r in runs)
+
+
+def test_release_workflow_builds_checks_and_publishes_on_version_tags() -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = yaml.safe_load(RELEASE_YML.read_text(encoding="utf-8"))
+    triggers = doc.get("on", doc.get(True))
+    assert triggers["push"] == {"tags": ["v*"]}
+    assert "pull_request" in triggers
+    assert doc["permissions"] == {"contents": "read"}
+    build, publish = doc["jobs"]["build"], doc["jobs"]["publish"]
+    runs = "\n".join(step.get("run", "") for step in build["steps"])
+    assert "python -m build" in runs
+    assert "twine check --strict dist/*" in runs
+    assert '"v$version" != "$GITHUB_REF_NAME"' in runs  # the tag must be the package version
+    assert publish["needs"] == "build"
+    assert publish["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    assert publish["permissions"] == {"id-token": "write"}  # trusted publishing, no stored token
+    assert publish["environment"]["name"] == "pypi"
+    uses = [step.get("uses", "") for step in publish["steps"]]
+    assert uses[-1] == "pypa/gh-action-pypi-publish@release/v1"
+    assert not any("password" in step.get("with", {}) for step in publish["steps"])
