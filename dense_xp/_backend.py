@@ -41,6 +41,7 @@ __all__ = [
     "resolve_device",
     "rows",
     "set_default_device",
+    "split_rows",
     "to_numpy",
     "use_device",
     "write_npz",
@@ -456,3 +457,22 @@ def read_npz(path: Any) -> dict[str, np.ndarray]:
     """
     with np.load(path, allow_pickle=False) as data:
         return {name: data[name] for name in data.files}
+
+
+# --------------------------------------------------------------------------
+# Host row indices for data split in blocks (Dask chunks)
+# --------------------------------------------------------------------------
+def split_rows(index: Any, starts: list[int]) -> list[tuple[int, Any]]:
+    """Group host row numbers by the block holding them.
+
+    ``starts`` are the first row of each block, ascending, and ``index`` is a
+    1-D host integer array of rows. Returns ``(block, local rows)`` for each
+    block that holds some of them, the local rows ascending.
+    """
+    rows = np.sort(np.asarray(index))
+    cuts = np.searchsorted(rows, [*starts, np.iinfo(np.int64).max]).tolist()
+    return [
+        (block, rows[cuts[block] : cuts[block + 1]] - start)
+        for block, start in enumerate(starts)
+        if cuts[block + 1] > cuts[block]
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import _backend, _checks
+from . import _backend, _checks, distributed
 from .layer import DenseLayer
 from .losses import accuracy, get_loss
 from .optimizers import get_optimizer
@@ -156,6 +156,11 @@ class Sequential:
         TrainingDivergedError
             The loss became NaN or infinite; the model keeps finite weights.
         """
+        if distributed.is_dask(X, y) or distributed.is_lazy(self):  # Dask arrays: dense_xp.distributed
+            return distributed.fit(
+                self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                shuffle=shuffle, validation_data=validation_data, seed=seed, progress=progress,
+            )  # fmt: skip
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
         epochs = _checks.check_int(epochs, "epochs", minimum=0)
@@ -238,6 +243,8 @@ class Sequential:
 
         ``batch_size`` bounds device memory for large host inputs.
         """
+        if distributed.is_dask(X):  # a lazy Dask array: dense_xp.distributed
+            return distributed.predict(self, X, batch_size)
         X, _ = self._data(X, None, None)
         size = X.shape[0] if batch_size is None else _checks.check_int(batch_size, "batch_size")
         outs = [
@@ -250,6 +257,8 @@ class Sequential:
         self, X: Any, y: Any, *, loss: Any, metrics: Sequence[str] = METRICS, batch_size: int = 1024
     ) -> dict[str, float]:
         """Mean ``loss`` and each metric over ``(X, y)``: ``{"loss": ..., "accuracy": ...}``."""
+        if distributed.is_dask(X, y):  # summed per chunk by Dask: dense_xp.distributed
+            return distributed.evaluate(self, X, y, loss=loss, metrics=metrics, batch_size=batch_size)
         loss = get_loss(loss)
         bad = [m for m in metrics if m not in METRICS] if not isinstance(metrics, str) else [metrics]
         if bad:

@@ -1,0 +1,137 @@
+"""The client side of Dask computations: the graph of a call or step, and the training loop.
+
+Each function takes the ``dask`` module, imported by :mod:`dense_xp.distributed`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import _backend, _chunks
+
+__all__ = ["SPLIT_EVERY", "Trainer", "blocks", "send", "tree"]
+
+SPLIT_EVERY = 8  # fan-in of the tree that adds the chunks' sums
+
+
+def blocks(a: Any) -> list[Any]:
+    """One Delayed per row chunk of the Dask array ``a`` (whose columns are one chunk)."""
+    return list(a.to_delayed().ravel())
+
+
+def tree(dask: Any, parts: list[Any], name: str) -> Any:
+    """Dask adds ``parts`` (tuples of sums) in a tree of fan-in :data:`SPLIT_EVERY`."""
+    add, level = dask.delayed(_chunks.add, pure=True), 0
+    while len(parts) > 1:
+        parts = [
+            add(*parts[i : i + SPLIT_EVERY], dask_key_name=f"{name}-sum{level}-{i}")
+            for i in range(0, len(parts), SPLIT_EVERY)
+        ]
+        level += 1
+    return parts[0]
+
+
+def send(dask: Any, model: Any, loss: Any = None) -> Any:
+    """The model (parameters copied to the host) and the loss as one graph key."""
+    payload = _chunks.Payload(model, loss)
+    return dask.delayed(payload, name=f"dense-xp-model-{uuid.uuid4().hex}", traverse=False)
+
+
+class Trainer:
+    """Synchronous data-parallel training: one Dask computation per step, the update on the client.
+
+    ``payload`` is the model's structure and loss, persisted once; each step
+    sends the current parameters as one more graph key.
+    """
+
+    def __init__(
+        self, dask: Any, model: Any, payload: Any, X: Any, y: Any, loss: Any, optimizer: Any
+    ) -> None:
+        self.dask, self.model, self.payload, self.loss, self.optimizer = dask, model, payload, loss, optimizer
+        self.blocks = list(zip(blocks(X), blocks(y), strict=True))
+        self.sizes, self.n = list(X.chunks[0]), X.shape[0]
+        self.starts = list(itertools.accumulate(self.sizes[:-1], initial=0))
+        self.task = dask.delayed(_chunks.gradient_chunk, pure=True)
+        self.name, self.steps = f"dense-xp-fit-{uuid.uuid4().hex}", 0
+
+    def run(
+        self, epochs: int, batch_size: int | None, shuffle: bool, validation_data: Any, rng: Any,
+        progress: bool,
+    ) -> dict[str, list[float]]:  # fmt: skip
+        """Train; returns the per-epoch history (``loss``, ``accuracy``, and ``val_*``)."""
+        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        size = self.n if batch_size is None else batch_size
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(self.n) if shuffle else None
+            with tqdm(
+                total=self.n,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="sample",
+                disable=None if progress else True,
+            ) as bar:
+                scores = self._epoch(size, order, epoch, bar)
+                if validation_data is not None:
+                    val = self.model.evaluate(*validation_data, loss=self.loss, batch_size=batch_size or 1024)
+                    scores |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+                bar.set_postfix({name: f"{value:.4f}" for name, value in scores.items()})
+            for name, value in scores.items():
+                history.setdefault(name, []).append(value)
+        return history
+
+    def _epoch(self, size: int, order: Any, epoch: int, bar: Any) -> dict[str, float]:
+        from .sequential import TrainingDivergedError
+
+        model = self.model
+        checkpoint = [model.xp.asarray(p, copy=True) for p in model.parameters()]
+        total_loss = total_hits = 0.0
+        for batch, start in enumerate(range(0, self.n, size), start=1):
+            flat, loss_sum, hits, rows = self._sums(start, min(start + size, self.n), order)
+            value = loss_sum / rows
+            if not math.isfinite(value):
+                model._keep_finite(checkpoint)
+                msg = f"training diverged at epoch {epoch}, batch {batch}: loss is {value}"
+                raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
+            self._step(flat, rows)
+            total_loss, total_hits = total_loss + loss_sum, total_hits + hits
+            bar.update(rows)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        return {"loss": total_loss / self.n, "accuracy": total_hits / self.n}
+
+    def _sums(self, start: int, stop: int, order: Any) -> tuple[Any, float, float, int]:
+        """The chunks' sums for rows ``[start, stop)`` of the epoch's order, added by Dask."""
+        if order is None:
+            pieces = [
+                (b, slice(max(start - first, 0), min(stop - first, size)))
+                for b, (first, size) in enumerate(zip(self.starts, self.sizes, strict=True))
+                if first < stop and first + size > start
+            ]
+        else:
+            pieces = _backend.split_rows(order[start:stop], self.starts)
+        self.steps += 1
+        dask, name = self.dask, f"{self.name}-{self.steps}"
+        params = [_backend.to_numpy(p) for p in self.model.parameters()]
+        params = dask.delayed(params, name=f"{name}-parameters", traverse=False)
+        parts = [
+            self.task(self.payload, params, *self.blocks[b], index, dask_key_name=f"{name}-{b}")
+            for b, index in pieces
+        ]
+        return dask.compute(tree(dask, parts, name))[0]
+
+    def _step(self, flat: Any, rows: int) -> None:
+        """The mean gradient into each layer's ``grads``, then the model's own optimizer step."""
+        model, xp = self.model, self.model.xp
+        flat = _backend.from_host(_backend.to_numpy(flat), xp=xp, device=model.device, dtype=model.dtype)
+        flat, offset = flat / rows, 0
+        for layer in model.layers:
+            grads = {}
+            for name, p in layer.parameters().items():
+                size = math.prod(p.shape)
+                grads[name] = xp.reshape(flat[offset : offset + size], tuple(p.shape))
+                offset += size
+            layer.grads = grads
+        model._step(self.optimizer)
