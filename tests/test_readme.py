@@ -14,7 +14,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), 
 
 
 def test_readme_has_the_examples():
-    assert len(BLOCKS) == 3
+    assert len(BLOCKS) == 4
 
 
 def test_quickstart_runs():
@@ -40,3 +40,14 @@ def test_training_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "digits.npz").exists()
     assert len(namespace["history"]["loss"]) == 2
     assert namespace["probs"].shape == (len(X_test), 10)
+
+
+def test_scale_out_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__main__"}  # as a script runs
+    exec(BLOCKS[3], namespace)
+    assert (tmp_path / "model.npz").exists()
+    assert len(namespace["history"]["loss"]) == 2
+    assert namespace["scores"]["accuracy"] > 0.9
+    assert namespace["probs"].shape == (20_000, 2)
