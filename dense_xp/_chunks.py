@@ -25,41 +25,27 @@ class Payload:
     The parameters are copied at construction, so later training does not
     change what was sent. On a worker, :meth:`replica` gives each task a model
     of its own on the chunk's library and device: its layers are shallow
-    copies that share the parameters but not the cached forward pass. The
-    parameters (the payload's own, or those of a training step) move to a
-    device once per worker.
+    copies that share the parameters but not the cached forward pass, and the
+    parameters move to a device once per worker.
     """
 
     def __init__(self, model: Any, loss: Any = None) -> None:
         self.model = copy.copy(model)
         self.model.layers = [_host_layer(layer) for layer in model.layers]
         self.loss = loss
-        self._made: tuple[Any, dict[tuple[str, str], list[Any]]] = (None, {})
+        self._moved: dict[tuple[str, str], list[Any]] = {}
 
-    def replica(self, chunk: Any, params: list[Any] | None = None) -> Any:
-        """A model of its own for one task on ``chunk``, on the chunk's library and device.
-
-        ``params`` (host arrays, in :meth:`Sequential.parameters` order)
-        replace the payload's parameters.
-        """
+    def replica(self, chunk: Any) -> Any:
+        """A model of its own for one task on ``chunk``, on the chunk's library and device."""
         xp, device = array_api_compat.array_namespace(chunk), array_api_compat.device(chunk)
-        source, made = self._made
-        if source is not params:
-            made = {}
-            self._made = (params, made)
-        key = (_backend.namespace_name(xp), str(device))
-        if key not in made:
-            layers = [copy.copy(layer) for layer in self.model.layers]
-            if params is not None:
-                values = iter(params)
-                for layer in layers:
-                    for name in layer.parameters():
-                        setattr(layer, name, next(values))
-            if xp is not self.model.xp or device != self.model.device:
-                layers = [layer.to(device, xp=xp) for layer in layers]
-            made[key] = layers
+        layers = self.model.layers
+        if xp is not self.model.xp or device != self.model.device:
+            key = (_backend.namespace_name(xp), str(device))
+            if key not in self._moved:
+                self._moved[key] = [copy.copy(layer).to(device, xp=xp) for layer in layers]
+            layers = self._moved[key]
         replica = copy.copy(self.model)
-        replica.layers = [copy.copy(layer) for layer in made[key]]
+        replica.layers = [copy.copy(layer) for layer in layers]
         return replica
 
 
@@ -111,16 +97,14 @@ def evaluate_chunk(payload: Payload, X: Any, y: Any, block: int) -> tuple[float,
         return float(payload.loss(out, y)[0]) * n, float(accuracy(out, y)) * n, n
 
 
-def gradient_chunk(
-    payload: Payload, params: list[Any], X: Any, y: Any, index: Any
-) -> tuple[Any, float, float, int]:
+def gradient_chunk(payload: Payload, X: Any, y: Any, index: Any) -> tuple[Any, float, float, int]:
     """``(summed gradient, summed loss, number of hits, rows)`` of ``X[index]``, ``y[index]``.
 
-    The gradient is the model's own with ``params`` (``backward`` with
-    ``lr=None``) times the rows, flattened in :meth:`Sequential.parameters` order.
+    The gradient is the model's own (``backward`` with ``lr=None``) times the
+    rows, flattened in :meth:`Sequential.parameters` order.
     """
     X, y = _rows(X, index), _rows(y, index)
-    model = payload.replica(X, params)
+    model = payload.replica(X)
     xp = model.xp
     with _backend.float_errors_ignored():
         out = model.forward(X)

@@ -19,9 +19,14 @@ __all__ = ["SPLIT_EVERY", "Trainer", "blocks", "send", "tree"]
 SPLIT_EVERY = 8  # fan-in of the tree that adds the chunks' sums
 
 
-def blocks(a: Any) -> list[Any]:
-    """One Delayed per row chunk of the Dask array ``a`` (whose columns are one chunk)."""
-    return list(a.to_delayed().ravel())
+def blocks(*arrays: Any) -> list[list[Any]]:
+    """One Delayed per row chunk of each Dask array (whose columns are one chunk).
+
+    The graphs are left unoptimized, so they keep the keys they share: a chunk
+    that several arrays derive from (labels computed from the features, say)
+    is computed once per computation.
+    """
+    return [list(a.to_delayed(optimize_graph=False).ravel()) for a in arrays]
 
 
 def tree(dask: Any, parts: list[Any], name: str) -> Any:
@@ -36,24 +41,21 @@ def tree(dask: Any, parts: list[Any], name: str) -> Any:
     return parts[0]
 
 
-def send(dask: Any, model: Any, loss: Any = None) -> Any:
+def send(dask: Any, model: Any, loss: Any = None, *, name: str | None = None) -> Any:
     """The model (parameters copied to the host) and the loss as one graph key."""
-    payload = _chunks.Payload(model, loss)
-    return dask.delayed(payload, name=f"dense-xp-model-{uuid.uuid4().hex}", traverse=False)
+    name = name or f"dense-xp-model-{uuid.uuid4().hex}"
+    return dask.delayed(_chunks.Payload(model, loss), name=name, traverse=False)
 
 
 class Trainer:
     """Synchronous data-parallel training: one Dask computation per step, the update on the client.
 
-    ``payload`` is the model's structure and loss, persisted once; each step
-    sends the current parameters as one more graph key.
+    Each step sends the model, with its current parameters, as one graph key.
     """
 
-    def __init__(
-        self, dask: Any, model: Any, payload: Any, X: Any, y: Any, loss: Any, optimizer: Any
-    ) -> None:
-        self.dask, self.model, self.payload, self.loss, self.optimizer = dask, model, payload, loss, optimizer
-        self.blocks = list(zip(blocks(X), blocks(y), strict=True))
+    def __init__(self, dask: Any, model: Any, X: Any, y: Any, loss: Any, optimizer: Any) -> None:
+        self.dask, self.model, self.loss, self.optimizer = dask, model, loss, optimizer
+        self.blocks = list(zip(*blocks(X, y), strict=True))
         self.sizes, self.n = list(X.chunks[0]), X.shape[0]
         self.starts = list(itertools.accumulate(self.sizes[:-1], initial=0))
         self.task = dask.delayed(_chunks.gradient_chunk, pure=True)
@@ -114,11 +116,9 @@ class Trainer:
             pieces = _backend.split_rows(order[start:stop], self.starts)
         self.steps += 1
         dask, name = self.dask, f"{self.name}-{self.steps}"
-        params = [_backend.to_numpy(p) for p in self.model.parameters()]
-        params = dask.delayed(params, name=f"{name}-parameters", traverse=False)
+        payload = send(dask, self.model, self.loss, name=f"{name}-model")
         parts = [
-            self.task(self.payload, params, *self.blocks[b], index, dask_key_name=f"{name}-{b}")
-            for b, index in pieces
+            self.task(payload, *self.blocks[b], index, dask_key_name=f"{name}-{b}") for b, index in pieces
         ]
         return dask.compute(tree(dask, parts, name))[0]
 

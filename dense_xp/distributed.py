@@ -167,7 +167,7 @@ def evaluate(
 def _evaluate(dask: Any, model: Any, X: Any, y: Any, loss: Any) -> dict[str, float]:
     name = f"dense-xp-evaluate-{uuid.uuid4().hex}"
     payload, task = _dask_fit.send(dask, model, loss), dask.delayed(_chunks.evaluate_chunk, pure=True)
-    pairs = zip(_dask_fit.blocks(X), _dask_fit.blocks(y), strict=True)
+    pairs = zip(*_dask_fit.blocks(X, y), strict=True)
     parts = [task(payload, xb, yb, i, dask_key_name=f"{name}-{i}") for i, (xb, yb) in enumerate(pairs)]
     total_loss, total_hits, n = dask.compute(_dask_fit.tree(dask, parts, name))[0]
     if n == 0:
@@ -238,11 +238,11 @@ def fit(
     if validation_data is not None:
         validation_data, checked = _validation(model, validation_data, loss)
         targets += checked
-    (payload,) = dask.persist(_dask_fit.send(dask, model, loss))  # the layers and the loss, sent once
+    payload = _dask_fit.send(dask, model, loss)
     check, k = dask.delayed(_chunks.validate_chunk, pure=False), model.layers[-1].output_size
-    dask.compute(*[check(payload, part, k) for target in targets for part in _dask_fit.blocks(target)])
+    dask.compute(*[check(payload, part, k) for parts in _dask_fit.blocks(*targets) for part in parts])
     with _backend.float_errors_ignored():
-        trainer = _dask_fit.Trainer(dask, model, payload, X, y, loss, optimizer)
+        trainer = _dask_fit.Trainer(dask, model, X, y, loss, optimizer)
         return trainer.run(epochs, batch_size, shuffle, validation_data, rng, progress)
 
 

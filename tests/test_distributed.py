@@ -124,6 +124,26 @@ def test_predict_and_evaluate_take_unknown_chunk_sizes(client):
     assert scores == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_chunk_that_x_and_y_derive_from_is_computed_once():
+    X, _ = _data()
+    made = []
+
+    def make(block):
+        made.append(len(block))
+        return block
+
+    Xd = da.from_array(X, chunks=(CHUNKS, 6)).map_blocks(make, dtype=X.dtype)
+    yd = da.argmax(Xd[:, :3], axis=1)  # the labels come from the features' chunks
+    model = _model()
+    made.clear()  # Dask's probe of the output type
+    with dask.config.set(scheduler="sync"):
+        model.evaluate(Xd, yd, loss=LOSS)
+        assert sorted(made) == sorted(CHUNKS)
+        made.clear()
+        model.fit(Xd, yd, loss=LOSS, epochs=1, batch_size=None, progress=False)
+    assert sorted(made) == sorted(CHUNKS * 2)  # the targets' check, then the one step
+
+
 @pytest.mark.parametrize(("loss", "target"), [(LOSS, "labels"), (LOSS, "one-hot"), ("mse", "one-hot")])
 def test_evaluate_equals_in_memory(client, loss, target):
     model = _model()
@@ -162,12 +182,12 @@ def test_fit_equals_in_memory_training(client, monkeypatch, batch_size, shuffle,
     for name, values in expected.items():
         np.testing.assert_allclose(history[name], values, rtol=1e-10)
     assert all(type(p) is np.ndarray for p in ours.parameters())  # concrete, on the client
-    steps = [keys for keys in graphs.keys if any(k.endswith("-parameters") for k in keys)]
+    steps = [keys for keys in graphs.keys if any(k.startswith("dense-xp-fit-") for k in keys)]
     per_epoch = 1 if batch_size is None else -(-len(X) // batch_size)
     assert len(steps) == 3 * per_epoch
-    for keys in steps:  # each step sends the parameters once, whatever the number of chunks
-        assert sum(k.endswith("-parameters") for k in keys) == 1
-    tasks = [[k for k in keys if k.startswith("dense-xp-fit-") and "-sum" not in k and "param" not in k]
+    for keys in steps:  # each step sends the model once, whatever the number of chunks
+        assert sum(k.endswith("-model") for k in keys) == 1
+    tasks = [[k for k in keys if k.startswith("dense-xp-fit-") and "-sum" not in k and "-model" not in k]
              for keys in steps]  # fmt: skip
     assert max(map(len, tasks)) > 1  # steps spread over chunks
 
