@@ -67,11 +67,8 @@ def _dask() -> Any:
     return dask
 
 
-def _check_array(model: Any, a: Any, name: str, *, width: int | None) -> Any:
-    """``a`` as a Dask array of real numbers chunked by rows, checked against the model."""
-    if not is_dask(a):
-        msg = f"`{name}` must be a Dask array chunked like `X` when `X` is one, got {type(a).__name__}"
-        raise TypeError(msg)
+def _check_array(a: Any, name: str, *, width: int | None) -> Any:
+    """``a`` as a Dask array of real numbers chunked by rows (only), of ``width`` columns if given."""
     if a.dtype.kind not in "iuf":
         msg = f"`{name}` must hold real numbers, got a Dask array of dtype {a.dtype}"
         raise TypeError(msg)
@@ -95,8 +92,12 @@ def _unknown(a: Any) -> bool:
 
 
 def _check_pair(model: Any, X: Any, y: Any, *, names: tuple[str, str] = ("X", "y")) -> tuple[Any, Any]:
-    X = _check_array(model, X, names[0], width=model.layers[0].input_size)
-    y = _check_array(model, y, names[1], width=None)
+    for this, other, a in ((*names, X), (*names[::-1], y)):
+        if not is_dask(a):
+            msg = f"`{this}` must be a Dask array with the row chunks of `{other}`, got {type(a).__name__}"
+            raise TypeError(msg)
+    X = _check_array(X, names[0], width=model.layers[0].input_size)
+    y = _check_array(y, names[1], width=None)
     same = len(X.chunks[0]) == len(y.chunks[0]) and (_unknown(X) or _unknown(y) or X.chunks[0] == y.chunks[0])
     if not same:
         msg = (
@@ -128,7 +129,7 @@ def predict(model: Any, X: Any, batch_size: int | None = None) -> Any:
     dask = _dask()
     if batch_size is not None:
         _checks.check_int(batch_size, "batch_size")
-    X = _check_array(model, X, "X", width=model.layers[0].input_size)
+    X = _check_array(X, "X", width=model.layers[0].input_size)
     width, dtype = model.layers[-1].output_size, _checks.dtype_name(model.dtype)
     return X.map_blocks(
         _chunks.predict_chunk,

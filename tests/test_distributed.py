@@ -286,7 +286,8 @@ def _bad_cases():
         ),
         "string-X": ({"X": Xd.astype(str)}, TypeError, r"`X` must hold real numbers, got .* dtype <U"),
         "bool-y": ({"y": yd > 0}, TypeError, r"`y` must hold real numbers, got a Dask array of dtype bool"),
-        "host-y": ({"y": y}, TypeError, r"`y` must be a Dask array chunked like `X` .*got ndarray"),
+        "host-y": ({"y": y}, TypeError, r"`y` must be a Dask array with the row chunks of `X`, got ndarray"),
+        "host-X": ({"X": X}, TypeError, r"`X` must be a Dask array with the row chunks of `y`, got ndarray"),
         "labels-out-of-range": ({"y": yd + 5}, ValueError, r"`y` must hold class labels in \[0, 3\)"),
         "bad-validation": (
             {"validation_data": (Xd, da.from_array(y, chunks=50))},
