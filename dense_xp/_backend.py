@@ -48,6 +48,7 @@ __all__ = [
     "rows",
     "runs_on_device",
     "set_default_device",
+    "split_rows",
     "to_numpy",
     "use_device",
     "write_npz",
@@ -778,3 +779,22 @@ def host_array(buffer: bytearray, descr: str, shape: tuple[int, ...], fortran: b
         return np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
     flat = np.frombuffer(buffer, dtype=dtype)
     return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+
+
+# --------------------------------------------------------------------------
+# Host row indices for data split in blocks (Dask chunks)
+# --------------------------------------------------------------------------
+def split_rows(index: Any, starts: list[int]) -> list[tuple[int, Any]]:
+    """Group host row numbers by the block holding them.
+
+    ``starts`` are the first row of each block, ascending, and ``index`` is a
+    1-D host integer array of rows. Returns ``(block, local rows)`` for each
+    block that holds some of them, the local rows ascending.
+    """
+    rows = np.sort(np.asarray(index))
+    cuts = np.searchsorted(rows, [*starts, np.iinfo(np.int64).max]).tolist()
+    return [
+        (block, rows[cuts[block] : cuts[block + 1]] - start)
+        for block, start in enumerate(starts)
+        if cuts[block + 1] > cuts[block]
+    ]

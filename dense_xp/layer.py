@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -201,6 +202,12 @@ class DenseLayer:
         return X if X.ndim == 2 else X[None, :]
 
     def _d_out(self, d_out: Any, shape: tuple[int, int]) -> Any:
+        if math.isnan(shape[0]):
+            msg = (
+                "`X` of the last forward has an unknown number of rows (a Dask array with unknown chunk "
+                "sizes), which backward needs: call `X.compute_chunk_sizes()` before forward"
+            )
+            raise ValueError(msg)
         d_out = _backend.as_input(d_out, name="d_out", xp=self.xp, device=self.device, dtype=self.dtype)
         if tuple(d_out.shape) != shape:
             msg = f"`d_out` must have the output's shape {shape}, got {tuple(d_out.shape)}"

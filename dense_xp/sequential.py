@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import _backend, _checks
+from . import _backend, _checks, distributed
 from ._guard import Guard, TrainingDivergedError
 from .layer import DenseLayer
 from .losses import accuracy, get_loss
@@ -199,6 +199,11 @@ class Sequential:
             A bad argument, or an optimizer holding state for parameters of
             other shapes; nothing is changed.
         """
+        if distributed.is_dask(X, y) or distributed.is_lazy(self):  # Dask arrays: dense_xp.distributed
+            return distributed.fit(
+                self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                shuffle=shuffle, validation_data=validation_data, seed=seed, progress=progress,
+            )  # fmt: skip
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
         epochs = _checks.check_int(epochs, "epochs", minimum=0)
@@ -292,6 +297,8 @@ class Sequential:
 
         ``batch_size`` bounds device memory for large host inputs.
         """
+        if distributed.is_dask(X):  # a lazy Dask array: dense_xp.distributed
+            return distributed.predict(self, X, batch_size)
         X, _ = self._data(X, None, None)
         size = X.shape[0] if batch_size is None else _checks.check_int(batch_size, "batch_size")
         batches = self._batches(X.shape[0], size, None)
@@ -306,6 +313,8 @@ class Sequential:
         self, X: Any, y: Any, *, loss: Any, metrics: Sequence[str] = METRICS, batch_size: int = 1024
     ) -> dict[str, float]:
         """Mean ``loss`` and each metric over ``(X, y)``: ``{"loss": ..., "accuracy": ...}``."""
+        if distributed.is_dask(X, y):  # summed per chunk by Dask: dense_xp.distributed
+            return distributed.evaluate(self, X, y, loss=loss, metrics=metrics, batch_size=batch_size)
         loss = get_loss(loss)
         bad = [m for m in metrics if m not in METRICS] if not isinstance(metrics, str) else [metrics]
         if bad:

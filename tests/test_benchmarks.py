@@ -192,3 +192,24 @@ def test_bench_dense_writes_to_an_untracked_folder_by_default(tmp_path, monkeypa
     written = sorted(p.suffix for p in (tmp_path / "runs").iterdir())
     assert written == [".json", ".png", ".txt"]
     assert "wrote " + str(tmp_path / "runs" / "cpu-") in capsys.readouterr().out
+
+
+def test_bench_dask_writes_table_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib", reason="the bench extra is not installed")
+    pytest.importorskip("threadpoolctl", reason="the bench extra is not installed")
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    out = tmp_path / "tiny"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_dask", "--rows", "2000", "--chunk", "500", "--batch-size",
+         "1000", "--workers", "1", "--repeat", "1", "--steps", "2", "--stream-rows", "0", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "dask, 1 worker" in out.with_suffix(".txt").read_text()
+    assert out.with_suffix(".png").stat().st_size > 1000
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [c["workers"] for c in report["cluster"]] == [1]
+    rows = report["in_memory"] + report["cluster"]
+    assert all(r["predict_rows_per_s"] > 0 and r["epoch_rows_per_s"] > 0 for r in rows)
+    assert report["cluster"][0]["step_ms"] > 0
+    assert "streaming" not in report

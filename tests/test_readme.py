@@ -42,7 +42,7 @@ def run_block(block: str) -> dict:
         reason = _missing(name)
         if reason is not None:
             pytest.skip(reason)
-    namespace: dict = {"__name__": "__readme__"}
+    namespace: dict = {"__name__": "__main__"}  # as a script runs
     exec(compile(block, str(README), "exec"), namespace)
     return namespace
 
@@ -93,7 +93,7 @@ def test_quickstart_names_what_it_shows(executed):
 
 
 def test_training_example_names_logits_probabilities_and_classes(executed):
-    namespace, folder = executed(_index_of("model.fit("))
+    namespace, folder = executed(_index_of("digits.npz"))
     assert len(namespace["history"]["val_accuracy"]) == 20
     assert namespace["history"]["val_accuracy"][-1] > 0.95
     logits = _backend.to_numpy(namespace["logits"])
@@ -106,3 +106,11 @@ def test_training_example_names_logits_probabilities_and_classes(executed):
     assert "probs" not in namespace
     assert (folder / "digits.npz").exists()
     assert (folder / "digits.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scale_out_example_trains_on_a_local_cluster(executed):
+    namespace, folder = executed(_index_of("LocalCluster("))
+    assert len(namespace["history"]["loss"]) == 2
+    assert namespace["scores"]["accuracy"] > 0.9
+    assert namespace["logits"].shape == (20_000, 2)
+    assert (folder / "model.npz").exists()

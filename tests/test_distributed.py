@@ -1,0 +1,394 @@
+"""dense_xp.distributed: predict, evaluate and fit on Dask arrays, on a LocalCluster of two processes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import dense_xp
+from dense_xp import DenseLayer, Sequential
+from dense_xp.optimizers import SGD, Adam
+from tests.helpers import host
+
+da = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+
+LOSS = "softmax_cross_entropy"
+CHUNKS = (70, 50, 50, 30)  # uneven, so batches straddle chunk boundaries
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+def _model(dtype="float64"):
+    return Sequential(
+        [
+            DenseLayer(6, 16, "tanh", seed=0, init="glorot_normal", dtype=dtype),
+            DenseLayer(16, 8, "relu", seed=1, init="he_normal", dtype=dtype),
+            DenseLayer(8, 3, None, seed=2, init="glorot_uniform", dtype=dtype),
+        ]
+    )
+
+
+def _data(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
+    return X, y
+
+
+def _dask(X, y, chunks=CHUNKS, *, persist=True):
+    Xd, yd = da.from_array(X, chunks=(chunks, 6)), da.from_array(y, chunks=(chunks,))
+    return dask.persist(Xd, yd) if persist else (Xd, yd)
+
+
+def _params(model):
+    return [host(p) for p in model.parameters()]
+
+
+def _assert_close(a, b, tol):
+    for p, q in zip(_params(a), _params(b), strict=True):
+        np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
+
+
+class _Graphs:
+    """Records the graph keys of every ``dask.compute`` call."""
+
+    def __init__(self, monkeypatch):
+        self.keys: list[list[str]] = []
+        compute = dask.compute
+
+        def spy(*args, **kwargs):
+            self.keys.append([str(k) for a in args for k in dict(a.__dask_graph__())])
+            return compute(*args, **kwargs)
+
+        monkeypatch.setattr(dask, "compute", spy)
+
+
+# -- packaging -----------------------------------------------------------------------------
+def test_importing_and_training_in_memory_never_imports_dask():
+    code = (
+        "import sys, numpy as np, dense_xp\n"
+        "m = dense_xp.Sequential([dense_xp.DenseLayer(3, 2, seed=0)])\n"
+        "m.fit(np.ones((4, 3)), np.arange(4) % 2, loss='softmax_cross_entropy', epochs=1, progress=False)\n"
+        "m.predict(np.ones((2, 3)))\n"
+        "print(sorted(k for k in sys.modules if k == 'dask' or k.startswith(('dask.', 'distributed'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# -- predict and evaluate ------------------------------------------------------------------
+def test_predict_is_a_lazy_map_blocks_equal_to_in_memory(client):
+    model = _model()
+    X, _ = _data()
+    Xd = da.from_array(X, chunks=(CHUNKS, (3, 3)))  # split along features too: joined first
+    out = model.predict(Xd)
+    assert isinstance(out, da.Array)
+    assert out.chunks == (CHUNKS, (3,))
+    keys = [str(k) for k in dict(out.__dask_graph__())]
+    assert sum(k.startswith("dense-xp-model") for k in keys) == 1  # the model is one key, not one per chunk
+    expected = model.predict(X)
+    model.fit(X, _data()[1], loss=LOSS, epochs=1, progress=False)  # the lazy result keeps its parameters
+    np.testing.assert_allclose(out.compute(), expected, rtol=1e-12, atol=1e-14)
+    with dask.config.set(scheduler="threads"):  # a local scheduler works too
+        np.testing.assert_allclose(model.predict(Xd).compute(), model.predict(X), rtol=1e-12, atol=1e-14)
+
+
+def test_predict_and_evaluate_take_unknown_chunk_sizes(client):
+    model = _model()
+    X, y = _data()
+    Xd, yd = _dask(X, y, persist=False)
+    keep = Xd[:, 0] > -0.5
+    Xn, yn = Xd[keep], yd[keep]
+    assert np.isnan(Xn.shape[0])
+    mask = X[:, 0] > -0.5
+    np.testing.assert_allclose(model.predict(Xn).compute(), model.predict(X[mask]), rtol=1e-12, atol=1e-14)
+    scores = model.evaluate(Xn, yn, loss=LOSS)
+    expected = model.evaluate(X[mask], y[mask], loss=LOSS)
+    assert scores == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_chunk_that_x_and_y_derive_from_is_computed_once():
+    X, _ = _data()
+    made = []
+
+    def make(block):
+        made.append(len(block))
+        return block
+
+    Xd = da.from_array(X, chunks=(CHUNKS, 6)).map_blocks(make, dtype=X.dtype)
+    yd = da.argmax(Xd[:, :3], axis=1)  # the labels come from the features' chunks
+    model = _model()
+    made.clear()  # Dask's probe of the output type
+    with dask.config.set(scheduler="sync"):
+        model.evaluate(Xd, yd, loss=LOSS)
+        assert sorted(made) == sorted(CHUNKS)
+        made.clear()
+        model.fit(Xd, yd, loss=LOSS, epochs=1, batch_size=None, progress=False)
+    assert sorted(made) == sorted(CHUNKS * 2)  # the targets' check, then the one step
+
+
+@pytest.mark.parametrize(("loss", "target"), [(LOSS, "labels"), (LOSS, "one-hot"), ("mse", "one-hot")])
+def test_evaluate_equals_in_memory(client, loss, target):
+    model = _model()
+    X, y = _data()
+    if target == "one-hot":
+        y = np.eye(3)[y]
+    Xd, yd = da.from_array(X, chunks=(CHUNKS, 6)), da.from_array(y, chunks=(CHUNKS, *y.shape[1:]))
+    scores = model.evaluate(Xd, yd, loss=loss)
+    assert set(scores) == {"loss", "accuracy"}
+    assert scores == pytest.approx(model.evaluate(X, y, loss=loss), rel=1e-12)
+    assert model.evaluate(Xd, yd, loss=loss, metrics=()) == pytest.approx({"loss": scores["loss"]}, rel=1e-12)
+
+
+# -- fit -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("batch_size", "shuffle", "optimizer"),
+    [(None, False, "adam"), (48, False, "adam"), (48, True, "sgd"), (200, True, "adam")],
+    ids=["full-batch", "mini-batch", "shuffled-sgd", "shuffled-adam"],
+)
+def test_fit_equals_in_memory_training(client, monkeypatch, batch_size, shuffle, optimizer):
+    X, y = _data()
+    Xv, yv = _data(90, seed=1)
+    make = (lambda: Adam(lr=0.01)) if optimizer == "adam" else (lambda: SGD(lr=0.1, momentum=0.9))
+    ours, ref = _model(), _model()
+    graphs = _Graphs(monkeypatch)
+    history = ours.fit(
+        *_dask(X, y), loss=LOSS, optimizer=make(), epochs=3, batch_size=batch_size, shuffle=shuffle,
+        validation_data=_dask(Xv, yv, chunks=(45, 45)), seed=7, progress=False,
+    )  # fmt: skip
+    expected = ref.fit(
+        X, y, loss=LOSS, optimizer=make(), epochs=3, batch_size=batch_size or len(X), shuffle=shuffle,
+        validation_data=(Xv, yv), seed=7, progress=False,
+    )  # fmt: skip
+    _assert_close(ours, ref, 1e-10)
+    assert set(history) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_allclose(history[name], values, rtol=1e-10)
+    assert all(type(p) is np.ndarray for p in ours.parameters())  # concrete, on the client
+    steps = [keys for keys in graphs.keys if any(k.startswith("dense-xp-fit-") for k in keys)]
+    per_epoch = 1 if batch_size is None else -(-len(X) // batch_size)
+    assert len(steps) == 3 * per_epoch
+    for keys in steps:  # each step sends the model once, whatever the number of chunks
+        assert sum(k.endswith("-model") for k in keys) == 1
+    tasks = [[k for k in keys if k.startswith("dense-xp-fit-") and "-sum" not in k and "-model" not in k]
+             for keys in steps]  # fmt: skip
+    assert max(map(len, tasks)) > 1  # steps spread over chunks
+
+
+def test_fit_in_float32_tracks_float64(client):
+    X, y = _data()
+    ours, ref = _model("float32"), _model("float64")
+    ours.fit(
+        *_dask(X.astype(np.float32), y), loss=LOSS, epochs=2, batch_size=64, shuffle=False, progress=False
+    )
+    ref.fit(X, y, loss=LOSS, epochs=2, batch_size=64, shuffle=False, progress=False)
+    assert all(p.dtype == np.float32 for p in ours.parameters())
+    _assert_close(ours, ref, 2e-4)
+
+
+def test_fit_on_the_default_scheduler_equals_in_memory():
+    X, y = _data()
+    ours, ref = _model(), _model()
+    with dask.config.set(scheduler="threads"):
+        ours.fit(*_dask(X, y, persist=False), loss=LOSS, epochs=2, batch_size=100, seed=3, progress=False)
+    ref.fit(X, y, loss=LOSS, epochs=2, batch_size=100, seed=3, progress=False)
+    _assert_close(ours, ref, 1e-10)
+
+
+@pytest.fixture(scope="module")
+def saved(client, tmp_path_factory):
+    """A model trained on Dask arrays, and the path it was saved to."""
+    X, y = _data()
+    model = _model()
+    model.fit(*_dask(X, y), loss=LOSS, epochs=2, batch_size=64, progress=False)
+    path = tmp_path_factory.mktemp("distributed") / "model.npz"
+    model.save(path)
+    return model, path
+
+
+def test_model_saved_after_distributed_fit_loads_anywhere(saved, backend):
+    xp, device = backend
+    model, path = saved
+    loaded = dense_xp.load(path, device=device, xp=xp)
+    assert loaded.device == device
+    X, _ = _data()
+    np.testing.assert_allclose(host(loaded.predict(X)), model.predict(X), rtol=1e-6, atol=1e-6)
+    _assert_close(loaded.to("cpu"), model, 0)
+
+
+def test_divergence_raises_like_in_memory_and_keeps_finite_weights(client):
+    X, y = _data()
+    ours, ref = _model(), _model()
+    with pytest.raises(dense_xp.TrainingDivergedError) as info:
+        ours.fit(
+            *_dask(X * 1e3, y), loss=LOSS, optimizer=SGD(lr=1e300), epochs=3, batch_size=32, progress=False
+        )
+    with pytest.raises(dense_xp.TrainingDivergedError) as expected:
+        ref.fit(
+            X * 1e3, y, loss=LOSS, optimizer=SGD(lr=1e300), epochs=3, batch_size=32, progress=False,
+            check_every=1,  # each Dask step reads its loss on the client: it checks every batch
+        )  # fmt: skip
+    assert (info.value.epoch, info.value.batch) == (expected.value.epoch, expected.value.batch)
+    assert str(info.value) == str(expected.value)
+    assert info.value.batch >= 2
+    assert all(np.isfinite(p).all() for p in _params(ours))
+
+
+def test_progress_bar_shows_rows_per_second_and_loss(client, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    X, y = _data()
+    _model().fit(*_dask(X, y), loss=LOSS, epochs=1, batch_size=100, progress=True)
+    text = screen.getvalue()
+    assert "epoch 1/1" in text
+    assert "sample/s" in text
+    assert "loss=" in text
+
+
+# -- bad input -----------------------------------------------------------------------------
+def _bad_cases():
+    X, y = _data()
+    Xd, yd = da.from_array(X, chunks=(CHUNKS, 6)), da.from_array(y, chunks=(CHUNKS,))
+    unknown_width = da.from_delayed(dask.delayed(X), shape=(len(X), np.nan), dtype=X.dtype)
+    return {
+        "rows-differ": (
+            {"y": da.from_array(y, chunks=100)},
+            ValueError,
+            r"`y` must have the row chunks of `X`",
+        ),
+        "unknown-sizes": (
+            {"X": Xd[Xd[:, 0] < 9], "y": yd[Xd[:, 0] < 9]},
+            ValueError,
+            r"`X` has row chunks of unknown size .*compute_chunk_sizes",
+        ),
+        "unknown-width": (
+            {"X": unknown_width},
+            ValueError,
+            r"`X` must have shape \(n, 6\), got \(200, nan\)",
+        ),
+        "string-X": ({"X": Xd.astype(str)}, TypeError, r"`X` must hold real numbers, got .* dtype <U"),
+        "bool-y": ({"y": yd > 0}, TypeError, r"`y` must hold real numbers, got a Dask array of dtype bool"),
+        "host-y": ({"y": y}, TypeError, r"`y` must be a Dask array with the row chunks of `X`, got ndarray"),
+        "host-X": ({"X": X}, TypeError, r"`X` must be a Dask array with the row chunks of `y`, got ndarray"),
+        "labels-out-of-range": ({"y": yd + 5}, ValueError, r"`y` must hold class labels in \[0, 3\)"),
+        "bad-validation": (
+            {"validation_data": (Xd, da.from_array(y, chunks=50))},
+            ValueError,
+            r"`validation_data\[1\]` must have the row chunks of `validation_data\[0\]`",
+        ),
+        "batch-size": ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1, got 0"),
+    }
+
+
+BAD = _bad_cases()
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_refused_and_changes_nothing(client, case):
+    kwargs, exc, match = BAD[case]
+    X, y = _data()
+    args = {"X": da.from_array(X, chunks=(CHUNKS, 6)), "y": da.from_array(y, chunks=(CHUNKS,))} | kwargs
+    model, optimizer = _model(), Adam()
+    before = _params(model)
+    with pytest.raises(exc, match=match):
+        model.fit(args.pop("X"), args.pop("y"), loss=LOSS, optimizer=optimizer, progress=False, **args)
+    for p, q in zip(_params(model), before, strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert optimizer.steps == 0
+    assert all(not layer.grads for layer in model.layers)
+
+
+def test_predict_and_evaluate_refuse_bad_input(client):
+    model = _model()
+    X, y = _data()
+    Xd, yd = da.from_array(X, chunks=(CHUNKS, 6)), da.from_array(y, chunks=(CHUNKS,))
+    with pytest.raises(TypeError, match=r"`X` must hold real numbers, got a Dask array of dtype <U"):
+        model.predict(Xd.astype(str))
+    with pytest.raises(ValueError, match=r"`X` must have shape \(n, 6\), got \(200, 5\)"):
+        model.predict(Xd[:, :5])
+    with pytest.raises(ValueError, match=r"`y` must have the row chunks of `X`, got \(100, 100\) and \(70, "):
+        model.evaluate(Xd, da.from_array(y, chunks=100), loss=LOSS)
+    with pytest.raises(ValueError, match=r"`y` must hold class labels in \[0, 3\), got values in \[5, 7\]"):
+        model.evaluate(Xd, yd + 5, loss=LOSS)
+    with pytest.raises(ValueError, match=r"`metrics` must be a sequence of names"):
+        model.evaluate(Xd, yd, loss=LOSS, metrics=["f1"])
+
+
+# -- lazy models (xp=dask.array) -----------------------------------------------------------
+def _lazy():
+    return Sequential([DenseLayer(6, 8, "relu", seed=0, xp=da), DenseLayer(8, 3, seed=1, xp=da)])
+
+
+def test_a_lazy_model_refuses_to_train_and_points_to_dask_data():
+    model = _lazy()
+    X, y = _data()
+    before = _params(model)
+    for data in [(X, y), _dask(X, y, persist=False)]:
+        with pytest.raises(TypeError, match=r"not train a lazy model .*NumPy or CuPy model on Dask-array"):
+            model.fit(*data, loss=LOSS, progress=False)
+    for p, q in zip(_params(model), before, strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_a_lazy_model_predicts_lazily_and_right():
+    model, ref = _lazy(), Sequential([DenseLayer(6, 8, "relu", seed=0), DenseLayer(8, 3, seed=1)])
+    X, _ = _data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 6))
+    for data in (X, Xd, Xd[Xd[:, 0] > 0]):
+        out = model.predict(data)
+        assert isinstance(out, da.Array)
+        expected = ref.predict(X if data is X or data is Xd else X[X[:, 0] > 0])
+        np.testing.assert_allclose(out.compute(), expected, rtol=1e-12, atol=1e-14)
+    assert isinstance(model.forward(Xd), da.Array)
+
+
+def test_a_lazy_layer_says_backward_needs_known_chunk_sizes():
+    layer = DenseLayer(6, 3, seed=0, xp=da)
+    Xd = da.from_array(_data()[0], chunks=(CHUNKS, 6))
+    out = layer.forward(Xd[Xd[:, 0] > 0])
+    with pytest.raises(ValueError, match=r"unknown number of rows .*compute_chunk_sizes\(\)"):
+        layer.backward(da.ones_like(out), lr=0.1)
+
+
+# -- CuPy chunks ---------------------------------------------------------------------------
+def test_cupy_chunks_compute_on_the_gpu():
+    reason = dense_xp._backend.cuda_unusable_reason(0)
+    if reason is not None:
+        pytest.skip(f"no CUDA device answers: {reason}")
+    import cupy
+
+    X, y = _data()
+    Xg, yg = (
+        da.from_array(cupy.asarray(X), chunks=(CHUNKS, 6)),
+        da.from_array(cupy.asarray(y), chunks=(CHUNKS,)),
+    )
+    model, ref = _model(), _model()
+    with dask.config.set(scheduler="threads"):
+        out = model.predict(Xg).compute()
+        assert isinstance(out, cupy.ndarray)
+        np.testing.assert_allclose(out.get(), model.predict(X), rtol=1e-12, atol=1e-14)
+        assert model.evaluate(Xg, yg, loss=LOSS) == pytest.approx(model.evaluate(X, y, loss=LOSS), rel=1e-12)
+        model.fit(Xg, yg, loss=LOSS, epochs=2, batch_size=48, shuffle=True, seed=1, progress=False)
+    ref.fit(X, y, loss=LOSS, epochs=2, batch_size=48, shuffle=True, seed=1, progress=False)
+    _assert_close(model, ref, 1e-10)
