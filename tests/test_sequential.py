@@ -13,7 +13,7 @@ from dense_xp import DenseLayer, Sequential
 from dense_xp.demo import build_model, load_digits_split, train_digits
 from dense_xp.losses import get_loss
 from dense_xp.optimizers import SGD
-from tests.helpers import central_diff, host
+from tests.helpers import central_diff, close, host, on
 
 
 def _mlp(xp, device, dtype="float64", seed=0):
@@ -214,3 +214,31 @@ def test_to_moves_every_layer(backend):
     assert all(array_api_compat.device(p) == device for p in model.parameters())
     np.testing.assert_allclose(host(model.predict(X)), expected, rtol=1e-12)
     assert "DenseLayer(5, 7" in repr(model)
+
+
+def test_native_arrays_through_fit_evaluate_predict_save_and_load(backend, tmp_path):
+    """Arrays of the model's own library, on its device: slices and shuffle indices work everywhere
+    (array-api-strict refuses bare 2-D slices and stops past the end; no_x64 has no int64)."""
+    xp, device = backend
+    rng = np.random.default_rng(7)
+    X = on(xp, device, rng.normal(size=(37, 5)))
+    y = on(xp, device, rng.integers(0, 3, size=37))
+    model = _mlp(xp, device)
+    before = host(model.predict(X))
+    for shuffle in (False, True):
+        history = model.fit(
+            X, y, loss="softmax_cross_entropy", epochs=2, batch_size=8, shuffle=shuffle, seed=1,
+            validation_data=(X, y), progress=False,
+        )  # fmt: skip
+        assert np.isfinite(history["loss"]).all()
+        assert np.isfinite(history["val_loss"]).all()
+    scores = model.evaluate(X, y, loss="softmax_cross_entropy", batch_size=10)
+    assert 0.0 <= scores["accuracy"] <= 1.0
+    out = model.predict(X, batch_size=10)
+    assert array_api_compat.device(out) == device
+    assert not np.allclose(host(out), before)  # it trained
+    t = close(model.dtype)
+    np.testing.assert_allclose(host(out), host(model.predict(X)), rtol=t, atol=t)
+    model.save(tmp_path / "m.npz")
+    back = dense_xp.load(tmp_path / "m.npz", device, xp=xp)
+    np.testing.assert_array_equal(host(back.predict(X, batch_size=10)), host(out))
