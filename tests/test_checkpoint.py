@@ -9,7 +9,8 @@ import array_api_compat
 import numpy as np
 import pytest
 
-from dense_xp import DenseLayer, _backend, checkpoint
+from dense_xp import DenseLayer, _backend, checkpoint, register_activation
+from dense_xp.activations import ACTIVATIONS
 from dense_xp.checkpoint import CheckpointError, load, save
 from dense_xp.sequential import Sequential
 from tests.helpers import host, tol
@@ -242,7 +243,10 @@ TAMPERED = [
     (_tamper(layers=[]), r"'layers' must be a non-empty list"),
     (_tamper(layers__0__config__output_size=9), r"shape \[4, 3\] of 'layers.0.W' contradicts the config"),
     (_tamper(layers__0__config__input_size=0), r"layer 0 has an invalid config: `input_size` must be an"),
-    (_tamper(layers__0__config__activation="swish"), r"layer 0 has an invalid config: `activation`.*swish"),
+    (
+        _tamper(layers__0__config__activation="swish"),
+        r"layer 0 uses activation 'swish', which is not registered",
+    ),
     (_tamper(layers__0__config__seed=1.5), r"layer 0 has an invalid config: `seed`.*float 1.5"),
     (_tamper(layers__0__config__dtype="float16"), r"layer 0 has an invalid config: .*dtype"),
     (_tamper(layers__0__config__use_bias=False), r"lists arrays \['W', 'b'\], its config needs \['W'\]"),
@@ -367,3 +371,28 @@ def test_bad_device_rejected_before_reading(tmp_path):
         load(tmp_path / "nothing.npz", "gpu")
     with pytest.raises(TypeError, match=r"`path` must be a non-empty str or os.PathLike, got int 3"):
         load(3, "cpu")
+
+
+def _halve(z, *, xp):
+    return 0.5 * z
+
+
+def _halve_backward(g, y, *, xp):
+    return 0.5 * g
+
+
+def test_registered_activation_round_trips_by_name_and_unregistered_is_refused(backend, tmp_path):
+    xp, device = backend
+    register_activation("test_halve", _halve, _halve_backward, saves="output")
+    try:
+        layer = _layer(3, 2, "test_halve", seed=1, xp=xp, device=device)
+        layer.save(tmp_path / "h.npz")
+        back = load(tmp_path / "h.npz", device, xp=xp)
+        assert back.activation == "test_halve"
+        np.testing.assert_array_equal(host(back.forward(X[:, :3])), host(layer.forward(X[:, :3])))
+    finally:
+        ACTIVATIONS.pop("test_halve")
+    with pytest.raises(
+        CheckpointError, match=r"layer 0 uses activation 'test_halve', which is not registered"
+    ):
+        load(tmp_path / "h.npz", device, xp=xp)
