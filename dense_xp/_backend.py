@@ -30,6 +30,7 @@ __all__ = [
     "as_dataset",
     "as_input",
     "bytes_array",
+    "device_spec",
     "float_errors_ignored",
     "from_host",
     "fused_ops",
@@ -39,6 +40,7 @@ __all__ = [
     "namespace_name",
     "read_npz",
     "resolve_device",
+    "restore_device",
     "rows",
     "set_default_device",
     "to_numpy",
@@ -271,6 +273,61 @@ def resolve_device(device: Any = None, *, xp: Any = None) -> tuple[Any, Any]:
         return _cuda(request.id, request)
     msg = f"`device` {request!r} is not a device string; pass `xp=` with a device object of that namespace"
     raise TypeError(msg)
+
+
+# --------------------------------------------------------------------------
+# Namespaces and devices by name, for pickling
+# --------------------------------------------------------------------------
+def device_spec(xp: Any, device: Any) -> tuple[str, Any]:
+    """``(module name of xp, device spec)``: a picklable description of ``(xp, device)``.
+
+    The spec is ``"cuda:N"`` for CuPy, ``str(device)`` for torch,
+    ``"platform:id"`` for JAX, and the device itself elsewhere (strings,
+    array-api-strict devices).
+    """
+    if array_api_compat.is_cupy_namespace(xp):
+        return xp.__name__, f"cuda:{device.id}"
+    if array_api_compat.is_torch_namespace(xp):
+        return xp.__name__, str(device)
+    if array_api_compat.is_jax_namespace(xp):
+        return xp.__name__, f"{device.platform}:{device.id}"
+    return xp.__name__, device
+
+
+def _cpu_of(xp: Any) -> tuple[Any, Any]:
+    """The CPU of ``xp`` (torch, JAX), of NumPy for CuPy, or ``xp``'s default device."""
+    if array_api_compat.is_cupy_namespace(xp):
+        return _NUMPY_XP, "cpu"
+    if array_api_compat.is_torch_namespace(xp):
+        return resolve_device(importlib.import_module("torch").device("cpu"), xp=xp)
+    if array_api_compat.is_jax_namespace(xp):
+        return resolve_device(importlib.import_module("jax").devices("cpu")[0], xp=xp)
+    return resolve_device(xp=xp)
+
+
+def restore_device(name: str, spec: Any) -> tuple[Any, Any]:
+    """The ``(xp, device)`` pair :func:`device_spec` described, or a CPU where that device is gone.
+
+    A device that no longer answers (no CUDA device N, no GPU platform in
+    JAX) becomes the CPU of the same library, or NumPy's for CuPy; a library
+    that no longer imports becomes NumPy. No warning is given.
+    """
+    try:
+        xp = importlib.import_module(name)
+    except ImportError:
+        return _NUMPY_XP, "cpu"
+    try:
+        if array_api_compat.is_cupy_namespace(xp):
+            return resolve_device(spec)
+        if array_api_compat.is_torch_namespace(xp):
+            return resolve_device(importlib.import_module("torch").device(spec), xp=xp)
+        if array_api_compat.is_jax_namespace(xp):
+            platform, index = spec.rsplit(":", 1)
+            devices = importlib.import_module("jax").devices(platform)
+            return resolve_device(next(d for d in devices if d.id == int(index)), xp=xp)
+        return resolve_device(spec, xp=xp)
+    except (DeviceUnavailableError, ValueError, RuntimeError, StopIteration):
+        return _cpu_of(xp)
 
 
 # --------------------------------------------------------------------------

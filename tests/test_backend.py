@@ -177,3 +177,19 @@ def test_rows_of_device_arrays_take_slices_past_the_end_and_device_index_dtypes(
     assert labels.dtype == np.int32  # a host batch in a dtype the device holds
     X = _backend.rows(np.ones((6, 2)), slice(0, 2), xp=strict, device=device)
     assert X.dtype == np.float32
+
+
+def test_device_spec_round_trips_and_falls_back_to_a_cpu(backend):
+    xp, device = backend
+    name, spec = _backend.device_spec(xp, device)
+    assert _backend.restore_device(name, spec) == (xp, device)
+    gone = {
+        "array_api_compat.cupy": ("array_api_compat.cupy", "cuda:99"),
+        "array_api_compat.torch": ("array_api_compat.torch", "cuda:99"),
+        "jax.numpy": ("jax.numpy", "gpu:99"),
+    }
+    if name in gone:
+        cpu_xp, cpu_device = _backend.restore_device(*gone[name])
+        assert cpu_xp is (xp if name != "array_api_compat.cupy" else dense_xp.resolve_device("cpu")[0])
+        assert "cpu" in str(cpu_device).lower()
+    assert _backend.restore_device("no_such_array_library", "tpu:0") == dense_xp.resolve_device("cpu")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import array_api_compat
 import numpy as np
 import pytest
 
 import dense_xp
-from dense_xp import DenseLayer
+from dense_xp import DenseLayer, register_activation
+from dense_xp.activations import ACTIVATIONS
 from tests.helpers import central_diff, host, tol
 
 ACTS = [None, "linear", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "silu"]
@@ -225,3 +229,62 @@ def test_repr_names_the_essentials(backend):
     assert "DenseLayer(3, 2" in text
     assert "'tanh'" in text
     assert "float32" in text
+
+
+def _pickled(layer):
+    return pickle.loads(pickle.dumps(layer))
+
+
+@pytest.mark.parametrize("clone", [_pickled, copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_pickle_round_trip_on_the_same_device(backend, clone):
+    xp, device = backend
+    layer = DenseLayer(4, 3, "gelu", seed=1, init="he_normal", device=device, xp=xp)
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    layer.forward(X)
+    layer.backward(np.ones((5, 3)), lr=0.5)  # a nonzero bias
+    twin = clone(layer)
+    assert (twin.xp, twin.device, twin.dtype) == (layer.xp, layer.device, layer.dtype)
+    assert twin.get_config() == layer.get_config()
+    for name, value in layer.parameters().items():
+        np.testing.assert_array_equal(dense_xp.to_numpy(twin.parameters()[name]), dense_xp.to_numpy(value))
+    assert np.abs(host(twin.b)).max() > 0
+    np.testing.assert_array_equal(host(twin.forward(X)), host(layer.forward(X)))
+    W0 = host(layer.W)
+    twin.backward(np.ones((5, 3)), lr=1.0)  # trains on its own copy
+    np.testing.assert_array_equal(host(layer.W), W0)
+    assert not np.array_equal(host(twin.W), W0)
+
+
+def test_unpickling_where_the_device_is_gone_falls_back_to_the_cpu():
+    """A layer pickled on CUDA device 0 (CuPy) comes back on NumPy where CUDA does not answer, quietly."""
+    if dense_xp._backend.cuda_unusable_reason(0) is None:
+        pytest.skip("CUDA answers here: the layer would come back on the GPU")
+    layer = DenseLayer(3, 2, "tanh", seed=2, dtype="float32")
+    state = layer.__getstate__()
+    state["device"] = ("array_api_compat.cupy", "cuda:0")
+    back = DenseLayer.__new__(DenseLayer)
+    back.__setstate__(state)  # warnings are errors here: the fallback gives none
+    assert back.device == "cpu"
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back.W, layer.W)
+
+
+def test_unpickling_an_unregistered_activation_names_it():
+    register_activation("test_pickled", _double, _double_backward, saves="output")
+    try:
+        data = pickle.dumps(DenseLayer(2, 2, "test_pickled", seed=0))
+        assert pickle.loads(data).activation == "test_pickled"
+    finally:
+        ACTIVATIONS.pop("test_pickled")
+    with pytest.raises(
+        ValueError, match=r"activation 'test_pickled': it is not registered.*register_activation"
+    ):
+        pickle.loads(data)
+
+
+def _double(z, *, xp):
+    return 2.0 * z
+
+
+def _double_backward(g, y, *, xp):
+    return 2.0 * g

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import io
+import pickle
 
 import array_api_compat
 import numpy as np
@@ -242,3 +244,21 @@ def test_native_arrays_through_fit_evaluate_predict_save_and_load(backend, tmp_p
     model.save(tmp_path / "m.npz")
     back = dense_xp.load(tmp_path / "m.npz", device, xp=xp)
     np.testing.assert_array_equal(host(back.predict(X, batch_size=10)), host(out))
+
+
+@pytest.mark.parametrize(
+    "clone", [lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy], ids=["pickle", "deepcopy"]
+)
+def test_pickle_round_trip_keeps_device_and_trains_on(backend, clone):
+    xp, device = backend
+    model = _mlp(xp, device)
+    X = np.random.default_rng(3).normal(size=(12, 5))
+    y = np.arange(12) % 3
+    model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=4, seed=0, progress=False)
+    twin = clone(model)
+    assert (twin.xp, twin.device, twin.dtype) == (model.xp, model.device, model.dtype)
+    assert len(twin.layers) == 3
+    np.testing.assert_array_equal(host(twin.predict(X)), host(model.predict(X)))
+    twin.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=4, seed=0, progress=False)
+    changed = [not np.array_equal(a, b) for a, b in zip(_snapshot(twin), _snapshot(model), strict=True)]
+    assert all(changed)  # the copy trained alone
