@@ -12,7 +12,8 @@ import pytest
 import dense_xp
 from dense_xp import DenseLayer, register_activation
 from dense_xp.activations import ACTIVATIONS
-from tests.helpers import central_diff, host, tol
+from dense_xp.testing import check_gradients
+from tests.helpers import host, tol, wide
 
 ACTS = [None, "linear", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "silu"]
 
@@ -99,39 +100,22 @@ def test_one_dimensional_input_is_one_sample(backend):
     np.testing.assert_array_equal(y1, host(layer.forward(x[None, :])))
 
 
-def _loss(layer, X, R):
-    return float(np.sum(host(layer.forward(X)) * R))
-
-
 @pytest.mark.parametrize("activation", ACTS)
 def test_gradients_match_finite_differences(backend, activation):
     xp, device = backend
     rng = np.random.default_rng(3)
     n, d_in, d_out = 4, 3, 5
     layer = DenseLayer(
-        d_in, d_out, activation, seed=5, init="glorot_normal", dtype="float64", device=device, xp=xp
+        d_in, d_out, activation, seed=5, init="glorot_normal", dtype=wide(xp, device), device=device, xp=xp
     )
-    layer.b = xp.asarray(rng.normal(size=(1, d_out)), device=device)
+    layer.b = xp.asarray(rng.normal(size=(1, d_out)), dtype=layer.dtype, device=device)
     X = rng.normal(size=(n, d_in)) * 2
     R = rng.normal(size=(n, d_out))  # dL/dy for L = sum(y * R)
+    errors = check_gradients(layer, X, R)
+    assert set(errors) == {"d_input", "W", "b"}
+    assert max(errors.values()) < (1e-6 if layer.dtype == xp.float64 else 2e-2)
     layer.forward(X)
-    d_input = host(layer.backward(R, lr=None))
-    dW, db = host(layer.grads["W"]), host(layer.grads["b"])
-    W0, b0 = host(layer.W), host(layer.b)
-
-    def with_W(W):
-        layer.W = xp.asarray(W, device=device)
-        return _loss(layer, X, R)
-
-    def with_b(b):
-        layer.b = xp.asarray(b, device=device)
-        return _loss(layer, X, R)
-
-    np.testing.assert_allclose(d_input, central_diff(lambda Xp: _loss(layer, Xp, R), X), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dW * n, central_diff(with_W, W0), rtol=1e-6, atol=1e-8)
-    layer.W = xp.asarray(W0, device=device)
-    np.testing.assert_allclose(db * n, central_diff(with_b, b0), rtol=1e-6, atol=1e-8)
-    assert np.abs(d_input).max() > 1e-3  # not a check on zeros
+    assert np.abs(host(layer.backward(R, lr=None))).max() > 1e-3  # not a check on zeros
 
 
 @pytest.mark.parametrize("activation", ACTS)
