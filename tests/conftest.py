@@ -1,7 +1,10 @@
 """One fixture, ``backend``, yields ``(xp, device)`` for every array backend present.
 
-Ids: ``numpy``, ``strict``, ``strict-device1``, ``torch``, ``jax``, ``cupy``.
-A backend that is missing is skipped with the reason. ``DENSE_XP_TEST_BACKENDS``
+Ids: ``numpy``, ``strict``, ``strict-device1``, ``strict-no_float64``,
+``strict-no_x64``, ``torch``, ``jax`` (float64 enabled), ``jax-float32`` (JAX's
+defaults: no float64, no explicit device), ``cupy``; made by
+:data:`dense_xp.testing.FACTORIES`, once per test (JAX's float64 switch is
+process-wide). A backend that is missing is skipped with the reason. ``DENSE_XP_TEST_BACKENDS``
 (comma-separated families, e.g. ``numpy,cupy``) restricts the run to those
 families and makes an unavailable one *fail*, so a GPU job cannot pass having
 run nothing on the GPU.
@@ -9,7 +12,6 @@ run nothing on the GPU.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,34 +19,21 @@ from typing import Any
 import pytest
 
 import dense_xp
-
-
-def _strict(name: str) -> Callable[[], tuple[Any, Any]]:
-    def load() -> tuple[Any, Any]:
-        strict = importlib.import_module("array_api_strict")
-        return strict, strict.Device(name)
-
-    return load
-
-
-def _torch() -> tuple[Any, Any]:
-    torch = importlib.import_module("torch")
-    return dense_xp.resolve_device(torch.device("cpu"), xp=torch)
-
-
-def _jax() -> tuple[Any, Any]:
-    jax = importlib.import_module("jax")
-    jax.config.update("jax_enable_x64", True)
-    return dense_xp.resolve_device(jax.devices("cpu")[0], xp=importlib.import_module("jax.numpy"))
-
+from dense_xp import testing
 
 BACKENDS: dict[str, Callable[[], tuple[Any, Any]]] = {
-    "numpy": lambda: dense_xp.resolve_device("cpu"),
-    "strict": _strict("CPU_DEVICE"),
-    "strict-device1": _strict("device1"),
-    "torch": _torch,
-    "jax": _jax,
-    "cupy": lambda: dense_xp.resolve_device("cuda"),
+    name: testing.FACTORIES[name]
+    for name in (
+        "numpy",
+        "strict",
+        "strict-device1",
+        "strict-no_float64",
+        "strict-no_x64",
+        "torch",
+        "jax",
+        "jax-float32",
+        "cupy",
+    )
 }
 FAMILIES = {name.split("-")[0] for name in BACKENDS}
 
@@ -73,7 +62,7 @@ def load_backend(name: str) -> tuple[Any, Any]:
         pytest.skip(reason)
 
 
-@pytest.fixture(params=SELECTED, scope="session")
+@pytest.fixture(params=SELECTED)
 def backend(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     """``(xp, device)`` of one available backend."""
     return load_backend(request.param)

@@ -13,7 +13,7 @@ from dense_xp import DenseLayer, _backend, checkpoint, register_activation
 from dense_xp.activations import ACTIVATIONS
 from dense_xp.checkpoint import CheckpointError, load, save
 from dense_xp.sequential import Sequential
-from tests.helpers import host, tol
+from tests.helpers import host, tol, wide
 
 X = np.random.default_rng(0).normal(size=(6, 4)) * 3
 
@@ -56,6 +56,7 @@ def _on(obj, xp, device):
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_layer_round_trip_through_cpu_and_back(backend, tmp_path, dtype, use_bias):
     xp, device = backend
+    dtype = dtype if dtype == "float32" else wide(xp, device)
     layer = DenseLayer(4, 3, "tanh", seed=3, init="glorot_uniform", use_bias=use_bias, dtype=dtype,
                        device=device, xp=xp)  # fmt: skip
     _trained(layer, X[:2])
@@ -77,6 +78,7 @@ def test_layer_round_trip_through_cpu_and_back(backend, tmp_path, dtype, use_bia
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sequential_round_trip_through_cpu_and_back(backend, tmp_path, dtype):
     xp, device = backend
+    dtype = dtype if dtype == "float32" else wide(xp, device)
     model = Sequential(
         [DenseLayer(4, 8, "relu", seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)]
     ).to(device, xp=xp)
@@ -292,22 +294,23 @@ def _chain_sizes(entries, layer):
 
 def _mix_dtypes(entries, layer):
     for param in ("W", "b"):
-        entries[f"layers.1.{param}"] = entries[f"layers.1.{param}"].astype("<f4")
-        layer["arrays"][param]["dtype"] = "<f4"
-    layer["dtype"] = "float32"
+        entries[f"layers.1.{param}"] = entries[f"layers.1.{param}"].astype("<f2")
+        layer["arrays"][param]["dtype"] = "<f2"
+    layer["dtype"] = "float16"
 
 
 @pytest.mark.parametrize(
     ("change", "match"),
     [
         (_chain_sizes, r"layer 1 takes 5 inputs but layer 0 gives 8"),
-        (_mix_dtypes, r"layer 1 is float32 but layer 0 is float64"),
+        (_mix_dtypes, r"layer 1 is float16 but layer 0 is float(64|32)"),
     ],
 )
 def test_sequential_layers_must_fit_together(backend, tmp_path, change, match):
     xp, device = backend
     path = tmp_path / "s.npz"
-    model = Sequential([DenseLayer(4, 8, "relu", seed=1), DenseLayer(8, 3, seed=2)])
+    dtype = wide(xp, device)
+    model = Sequential([DenseLayer(4, 8, "relu", seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)])
     model.to(device, xp=xp).save(path)
     entries = _entries(path)
     manifest = _manifest(entries)
@@ -320,7 +323,9 @@ def test_sequential_layers_must_fit_together(backend, tmp_path, change, match):
 def test_dense_layer_kind_needs_one_layer(backend, tmp_path):
     xp, device = backend
     path = tmp_path / "s.npz"
-    Sequential([DenseLayer(4, 8, seed=1), DenseLayer(8, 3, seed=2)]).to(device, xp=xp).save(path)
+    dtype = wide(xp, device)
+    model = Sequential([DenseLayer(4, 8, seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)])
+    model.to(device, xp=xp).save(path)
     entries = _entries(path)
     manifest = _manifest(entries)
     manifest["kind"] = "DenseLayer"

@@ -16,10 +16,11 @@ from dense_xp.demo import build_model, load_digits_split, train_digits
 from dense_xp.losses import get_loss
 from dense_xp.optimizers import SGD
 from dense_xp.testing import check_gradients
-from tests.helpers import close, host, on
+from tests.helpers import close, host, on, wide
 
 
-def _mlp(xp, device, dtype="float64", seed=0):
+def _mlp(xp, device, dtype=None, seed=0):
+    dtype = dtype or (wide(xp, device) if xp is not None else "float64")
     return Sequential(
         [
             DenseLayer(5, 7, "tanh", seed=seed, init="glorot_normal", dtype=dtype, device=device, xp=xp),
@@ -94,7 +95,7 @@ def test_fit_is_reproducible_with_a_seed(backend):
     X, _, y, _ = load_digits_split(0)
     runs = []
     for _ in range(2):
-        model = build_model(1, dtype="float64", device=device, xp=xp)
+        model = build_model(1, dtype=wide(xp, device), device=device, xp=xp)
         model.fit(X[:200], y[:200], loss="softmax_cross_entropy", epochs=2, seed=5, progress=False)
         runs.append(_snapshot(model))
     for a, b in zip(*runs, strict=True):
@@ -108,7 +109,8 @@ def test_predict_in_batches_equals_one_pass(backend):
     full = model.predict(X)
     assert array_api_compat.device(full) == device
     assert full.shape == (23, 3)
-    np.testing.assert_allclose(host(model.predict(X, batch_size=4)), host(full), rtol=1e-12)
+    t = close(model.dtype)
+    np.testing.assert_allclose(host(model.predict(X, batch_size=4)), host(full), rtol=t, atol=t)
     scores = model.evaluate(X, np.arange(23) % 3, loss="softmax_cross_entropy")
     assert set(scores) == {"loss", "accuracy"}
     assert 0.0 <= scores["accuracy"] <= 1.0
@@ -192,12 +194,12 @@ def test_constructor_rejects_bad_stacks():
 
 def test_to_moves_every_layer(backend):
     xp, device = backend
-    model = _mlp(None, "cpu")
+    model = _mlp(None, "cpu", dtype=wide(xp, device))
     X = np.random.default_rng(2).normal(size=(4, 5))
     expected = host(model.predict(X))
     assert model.to(device, xp=xp) is model
     assert all(array_api_compat.device(p) == device for p in model.parameters())
-    np.testing.assert_allclose(host(model.predict(X)), expected, rtol=1e-12)
+    np.testing.assert_allclose(host(model.predict(X)), expected, rtol=close(model.dtype))
     assert "DenseLayer(5, 7" in repr(model)
 
 
