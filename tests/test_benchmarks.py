@@ -59,3 +59,30 @@ def test_pytest_counts_reads_the_summary_line():
     log = "....\n=== 12 passed, 3 skipped, 1 failed in 2.0s ===\n"
     assert pytest_counts(log) == {"passed": 12, "skipped": 3, "failed": 1}
     assert pytest_counts("no summary here") == {}
+
+
+def test_conformance_table_runs_each_feature_and_reports_failures(monkeypatch):
+    from benchmarks import conformance
+
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.conformance", "--markdown",
+         "--backend", "numpy", "--backend", "strict-no_float64"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| backend | " + " | ".join(conformance.CHECKS) + " |"
+    assert lines[2] == "| `numpy` |" + " yes |" * len(conformance.CHECKS)
+    assert lines[3].startswith("| `strict-no_float64` | yes |")
+    assert lines[3].endswith("| - | yes | - |")  # no float16 in array-api-strict, no float64 on that device
+
+    def broken(b):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(conformance.CHECKS, "pickle", broken)
+    ids, rows, notes = conformance.run(["numpy"])
+    assert rows["numpy"]["pickle"] == "no [1]"
+    assert notes == ["numpy, pickle: RuntimeError: boom"]
+    assert "[1] numpy, pickle: RuntimeError: boom" in conformance.format_table(
+        ids, rows, notes, markdown=False
+    )
