@@ -15,7 +15,7 @@ from ._backend import (
     use_device,
 )
 from ._info import backend_info
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, register_activation
 from .checkpoint import CheckpointError, load, save
 from .layer import DenseLayer
 from .losses import get_loss
@@ -43,6 +43,7 @@ __all__ = [
     "get_optimizer",
     "load",
     "plot_history",
+    "register_activation",
     "resolve_device",
     "save",
     "set_default_device",

@@ -24,7 +24,7 @@ import array_api_compat
 import array_api_compat.numpy
 import numpy as np
 
-from . import _fused
+from . import _checks, _fused
 
 __all__ = [
     "CudaProblem",
@@ -34,6 +34,7 @@ __all__ = [
     "as_input",
     "bytes_array",
     "device_batches",
+    "device_spec",
     "float_errors_ignored",
     "from_host",
     "fused_ops",
@@ -45,6 +46,7 @@ __all__ = [
     "on_device",
     "register_current_device",
     "resolve_device",
+    "restore_device",
     "rows",
     "runs_on_device",
     "set_default_device",
@@ -479,7 +481,10 @@ def resolve_device(device: Any = None, *, xp: Any = None) -> tuple[Any, Any]:
     if xp is not None:
         xp = _compat(xp)
         if device is None:
-            return xp, xp.__array_namespace_info__().default_device()
+            device = xp.__array_namespace_info__().default_device()
+            if device is None:  # JAX: "no explicit device"; its arrays name the one they land on
+                return xp, array_api_compat.device(xp.empty(0))
+            return xp, device
         return xp, _device_in(xp, device)
     _check_request(request, name)
     if isinstance(request, str):
@@ -496,6 +501,61 @@ def resolve_device(device: Any = None, *, xp: Any = None) -> tuple[Any, Any]:
             msg = f"{exc} (requested by the environment variable {ENV_VAR}={request!r})"
             raise DeviceUnavailableError(msg) from None
     return _cuda(request.id, request)
+
+
+# --------------------------------------------------------------------------
+# Namespaces and devices by name, for pickling
+# --------------------------------------------------------------------------
+def device_spec(xp: Any, device: Any) -> tuple[str, Any]:
+    """``(module name of xp, device spec)``: a picklable description of ``(xp, device)``.
+
+    The spec is ``"cuda:N"`` for CuPy, ``str(device)`` for torch,
+    ``"platform:id"`` for JAX, and the device itself elsewhere (strings,
+    array-api-strict devices).
+    """
+    if array_api_compat.is_cupy_namespace(xp):
+        return xp.__name__, f"cuda:{device.id}"
+    if array_api_compat.is_torch_namespace(xp):
+        return xp.__name__, str(device)
+    if array_api_compat.is_jax_namespace(xp):
+        return xp.__name__, f"{device.platform}:{device.id}"
+    return xp.__name__, device
+
+
+def _cpu_of(xp: Any) -> tuple[Any, Any]:
+    """The CPU of ``xp`` (torch, JAX), of NumPy for CuPy, or ``xp``'s default device."""
+    if array_api_compat.is_cupy_namespace(xp):
+        return _NUMPY_XP, "cpu"
+    if array_api_compat.is_torch_namespace(xp):
+        return resolve_device(importlib.import_module("torch").device("cpu"), xp=xp)
+    if array_api_compat.is_jax_namespace(xp):
+        return resolve_device(importlib.import_module("jax").devices("cpu")[0], xp=xp)
+    return resolve_device(xp=xp)
+
+
+def restore_device(name: str, spec: Any) -> tuple[Any, Any]:
+    """The ``(xp, device)`` pair :func:`device_spec` described, or a CPU where that device is gone.
+
+    A device that no longer answers (no CUDA device N, no GPU platform in
+    JAX) becomes the CPU of the same library, or NumPy's for CuPy; a library
+    that no longer imports becomes NumPy. No warning is given.
+    """
+    try:
+        xp = importlib.import_module(name)
+    except ImportError:
+        return _NUMPY_XP, "cpu"
+    try:
+        if array_api_compat.is_cupy_namespace(xp):
+            return resolve_device(spec)
+        if array_api_compat.is_torch_namespace(xp):
+            return resolve_device(importlib.import_module("torch").device(spec), xp=xp)
+        if array_api_compat.is_jax_namespace(xp):
+            platform, index = spec.rsplit(":", 1)
+            devices = importlib.import_module("jax").devices(platform)
+            return resolve_device(next(d for d in devices if d.id == int(index)), xp=xp)
+        return resolve_device(spec, xp=xp)
+    except (DeviceUnavailableError, ValueError, RuntimeError, StopIteration):
+        return _cpu_of(xp)
 
 
 # --------------------------------------------------------------------------
@@ -602,16 +662,46 @@ def _check_finite(data: Any, name: str) -> None:
 
 
 def rows(data: Any, index: Any, *, xp: Any, device: Any) -> Any:
-    """``data[index]`` for a slice or a host integer index array, wherever ``data`` lives."""
-    if isinstance(index, slice) or isinstance(data, np.ndarray):
-        return data[index, ...]  # the array API wants every axis indexed
-    return xp.take(data, from_host(index, xp=xp, device=device), axis=0)
+    """``data[index]`` for a slice or a host integer index array, wherever ``data`` lives.
+
+    A host batch for another library's device comes back in a dtype that
+    device holds (float64 data becomes the device's default float where it has
+    no float64, int64 labels its default integer where it has no int64). An
+    index array goes to the device in the namespace's index dtype there.
+    """
+    if isinstance(data, np.ndarray):
+        batch = data[index]
+        return batch if xp is _NUMPY_XP else _host_dtype_for(batch, xp=xp, device=device)
+    if isinstance(index, slice):  # the array API leaves out-of-bounds stops unspecified
+        return data[index.start : min(index.stop, data.shape[0]), ...]
+    indexing = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+    return xp.take(data, from_host(index, xp=xp, device=device, dtype=indexing), axis=0)
+
+
+_HOLDS: dict[tuple[Any, ...], bool] = {}
+
+
+def _host_dtype_for(batch: np.ndarray, *, xp: Any, device: Any) -> np.ndarray:
+    """``batch``, cast on the host to the device's default dtype of its kind if the device lacks its own."""
+    kind = {"f": "real floating", "i": "integral", "u": "integral"}.get(batch.dtype.kind)
+    if kind is None:
+        return batch
+    info = xp.__array_namespace_info__()
+    default = _checks.dtype_name(info.default_dtypes(device=device)[kind])
+    if batch.dtype.name == default:
+        return batch
+    key = (id(xp), repr(device), batch.dtype.name, default)  # the default follows JAX's x64 switch
+    holds = _HOLDS.get(key)
+    if holds is None:
+        holds = _HOLDS[key] = batch.dtype.name in info.dtypes(device=device, kind=kind)
+    return batch if holds else batch.astype(default)
 
 
 def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> Any:
     """``x`` as an array of ``xp`` on ``device`` with ``dtype``, moving host data there.
 
-    ``dtype=None`` keeps the (real or integer) dtype of ``x``.
+    ``dtype=None`` keeps the (real or integer) dtype of ``x``, or for host
+    data one the device holds (see :func:`rows`).
 
     Host data (NumPy arrays, nested lists, scalars) is moved to the device.
     Arrays of another library, or on another device, are refused with a
@@ -636,7 +726,10 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
             msg = f"`{name}` must hold real numbers, got dtype {x.dtype}"
             raise TypeError(msg)
         return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
-    return from_host(_host_array(x, name), xp=xp, device=device, dtype=dtype)
+    x = _host_array(x, name)
+    if dtype is None and xp is not _NUMPY_XP:  # in a dtype the device holds
+        x = _host_dtype_for(x, xp=xp, device=device)
+    return from_host(x, xp=xp, device=device, dtype=dtype)
 
 
 def float_errors_ignored() -> contextlib.AbstractContextManager[Any]:

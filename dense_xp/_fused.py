@@ -48,7 +48,7 @@ class NumpyOps:
     def backward(self, g: Any, saved: Any, name: str | None) -> Any:
         np, act = self.np, ACTIVATIONS[name]
         if act.name == "relu":
-            dz = np.greater(saved, 0, out=np.empty_like(g))
+            dz = np.sign(saved, out=np.empty_like(g))  # relu'(z) from y >= 0: 1, 0, or NaN for NaN
         elif act.name == "sigmoid":
             dz = np.subtract(1, saved, out=np.empty_like(g))
             dz *= saved
@@ -64,13 +64,18 @@ class NumpyOps:
 # CUDA C bodies: forward reads ``v`` (z + b) and writes ``r``; backward reads
 # ``gv`` (upstream gradient) and ``sv`` (what forward saved) and writes ``r``.
 # ``A`` is the accumulation type (double for float64, float otherwise) and
-# ``B`` the bound that keeps exp() finite in it.
-_SIGMOID = "(A)1 / ((A)1 + exp(-fmin(fmax(v, -B), B)))"
+# ``B`` the bound that keeps exp() finite in it. NaN propagates as in the
+# array API code (see dense_xp.activations): comparisons pass NaN through,
+# where fmax/fmin (and ``v > 0 ? v : 0``) would map it to a number.
+_SIGMOID = "(A)1 / ((A)1 + exp(-(v < -B ? -B : (v > B ? B : v))))"
 _GELU_T = "tanh((A)0.7978845608028654 * (v + (A)0.044715 * v * v * v))"
 CUDA_BODIES = {
     "linear": ("r = v;", None),
-    "relu": ("r = v > (A)0 ? v : (A)0;", "r = sv > (A)0 ? gv : (A)0;"),
-    "leaky_relu": ("r = v > (A)0 ? v : (A)0.01 * v;", "r = sv > (A)0 ? gv : (A)0.01 * gv;"),
+    "relu": ("r = v < (A)0 ? (A)0 : v;", "r = sv > (A)0 ? gv : gv * sv;"),
+    "leaky_relu": (
+        "r = v > (A)0 ? v : (A)0.01 * v;",
+        "r = sv > (A)0 ? gv : (sv <= (A)0 ? (A)0.01 * gv : sv);",
+    ),
     "sigmoid": (f"r = {_SIGMOID};", "r = gv * sv * ((A)1 - sv);"),
     "tanh": ("r = tanh(v);", "r = gv * ((A)1 - sv * sv);"),
     "softplus": ("r = fmax(v, (A)0) + log1p(exp(-fabs(v)));", "r = -gv * expm1(-sv);"),
@@ -115,6 +120,8 @@ class CupyOps:
 
     def forward(self, z: Any, b: Any, name: str | None) -> tuple[Any, Any] | None:
         act = ACTIVATIONS[name]
+        if act.name not in CUDA_BODIES:  # a registered activation: the generic path
+            return None
         double = z.dtype == self.cupy.float64
         bias = 0 if b is None else b
         if act.saves == "input":
@@ -126,6 +133,8 @@ class CupyOps:
 
     def backward(self, g: Any, saved: Any, name: str | None) -> Any:
         act = ACTIVATIONS[name]
+        if act.name not in CUDA_BODIES:
+            return None
         if CUDA_BODIES[act.name][1] is None:
             return g
         return self._kernel(act.name, "backward", g.dtype == self.cupy.float64)(g, saved)

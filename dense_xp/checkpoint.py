@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _backend, _checks, _manifest, _npz
 from ._manifest import FORMAT_VERSION
+from .activations import ACTIVATIONS
 from .layer import DenseLayer
 
 if TYPE_CHECKING:
@@ -275,6 +276,13 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
     layers = []
     for i, (spec, params) in enumerate(zip(specs, arrays, strict=True)):
         dtype = _checks.resolve_dtype(spec["dtype"], xp=xp, device=device)
+        activation = spec["config"].get("activation")
+        if isinstance(activation, str) and activation not in ACTIVATIONS:
+            problem = (
+                f"layer {i} uses activation {activation!r}, which is not registered in this process; call"
+            )
+            problem += f" dense_xp.register_activation({activation!r}, forward, backward) before loading"
+            raise _error(name, problem)
         try:
             layer = DenseLayer(**spec["config"], dtype=spec["dtype"], device=device, xp=xp)
         except (TypeError, ValueError) as exc:

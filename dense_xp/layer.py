@@ -8,7 +8,7 @@ from typing import Any
 import array_api_compat
 
 from . import _backend, _checks, initializers
-from .activations import get_activation
+from .activations import ACTIVATIONS, get_activation
 
 __all__ = ["DenseLayer"]
 
@@ -255,6 +255,40 @@ class DenseLayer:
         self.xp, self.device = new_xp, new_device
         self._bind()
         return self
+
+    # -- pickling ---------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Config, dtype, host copies of the parameters, and the namespace and device by name.
+
+        Gradients and the cached forward pass are not kept (nor by
+        :func:`copy.deepcopy`, which goes through this too).
+        """
+        return {
+            "config": self.get_config(),
+            "dtype": _checks.dtype_name(self.dtype),
+            "params": {name: _backend.to_numpy(p).copy() for name, p in self.parameters().items()},
+            "device": _backend.device_spec(self.xp, self.device),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild on the pickled device, or on the CPU where it is gone (see
+        :func:`dense_xp._backend.restore_device`): CUDA device N of CuPy
+        becomes NumPy, a torch or JAX accelerator that library's CPU."""
+        config = dict(state["config"])
+        if config["activation"] not in ACTIVATIONS:
+            name = config["activation"]
+            msg = (
+                f"cannot unpickle a DenseLayer with activation {name!r}: it is not registered in this "
+                "process; "
+                f"call dense_xp.register_activation({name!r}, forward, backward) first"
+            )
+            raise ValueError(msg)
+        xp, device = _backend.restore_device(*state["device"])
+        init = config.pop("init")
+        DenseLayer.__init__(self, **config, init="zeros", dtype=state["dtype"], device=device, xp=xp)
+        self.init = init
+        for name, host in state["params"].items():
+            setattr(self, name, _backend.from_host(host, xp=xp, device=device, dtype=self.dtype, copy=True))
 
     def __repr__(self) -> str:
         return (

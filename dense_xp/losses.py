@@ -94,6 +94,19 @@ def _check_labels(t: Any, n: int, k: int, *, xp: Any) -> None:
         raise TypeError(msg)
 
 
+def _argmax_rows(x: Any, *, xp: Any) -> Any:
+    """``argmax(x, axis=1)``; where the library's argmax fails for lack of its index dtype on the
+    device (array-api-strict's ``no_x64``), the first maximum by comparison instead."""
+    try:
+        return xp.argmax(x, axis=1)
+    except ValueError:
+        dev = array_api_compat.device(x)
+        index = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
+        k = x.shape[1]
+        first = xp.where(x == xp.max(x, axis=1, keepdims=True), xp.arange(k, dtype=index, device=dev), k)
+        return xp.min(first, axis=1)
+
+
 class Loss:
     """Base class: a named loss ``loss(y_pred, y_true) -> (value, grad)`` (see the module docstring)."""
 
@@ -309,9 +322,9 @@ def _accuracy(y_pred: Any, y_true: Any) -> Any:
         t = _same_shape(y_pred, xp.astype(t, y_pred.dtype), xp=xp)
         hits = (y_pred > 0) == (t >= 0.5)
     else:
-        guess = xp.argmax(y_pred, axis=1)
+        guess = _argmax_rows(y_pred, xp=xp)
         if t.ndim == 2:
-            t = xp.argmax(_same_shape(y_pred, t, xp=xp), axis=1)
+            t = _argmax_rows(_same_shape(y_pred, t, xp=xp), xp=xp)
         else:
             _check_labels(t, n, k, xp=xp)
         hits = guess == (t if t.dtype == guess.dtype else xp.astype(t, guess.dtype))

@@ -1,9 +1,13 @@
 """One fixture, ``backend``, yields ``(xp, device)`` for every array backend present.
 
-Ids: ``numpy``, ``strict``, ``strict-device1``, ``cupylike``, ``cupylike-device1``,
-``torch``, ``jax``, ``cupy``. ``cupylike`` is a CPU simulation of CuPy's
-multi-device rules (``tests/cupylike.py``): its second device catches code that
-computes on the current device instead of the layer's.
+Ids: ``numpy``, ``strict``, ``strict-device1``, ``strict-no_float64``,
+``strict-no_x64``, ``cupylike``, ``cupylike-device1``, ``torch``, ``jax``
+(float64 enabled), ``jax-float32`` (JAX's defaults: no float64, no explicit
+device), ``cupy``. The library backends are made by
+:data:`dense_xp.testing.FACTORIES`, once per test (JAX's float64 switch is
+process-wide). ``cupylike`` is a CPU simulation of CuPy's multi-device rules
+(``tests/cupylike.py``): its second device catches code that computes on the
+current device instead of the layer's.
 
 A backend that is missing is skipped, with one summary line per reason at the
 end of the run. ``DENSE_XP_TEST_BACKENDS`` (comma-separated families, e.g.
@@ -17,7 +21,6 @@ TF32 is pinned off (``CUPY_TF32=0``): float32 tolerances assume float32 products
 from __future__ import annotations
 
 import collections
-import importlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -25,16 +28,9 @@ from typing import Any
 import pytest
 
 import dense_xp
+from dense_xp import testing
 
 os.environ["CUPY_TF32"] = "0"  # read when CuPy is imported, which dense_xp never does at import
-
-
-def _strict(name: str) -> Callable[[], tuple[Any, Any]]:
-    def load() -> tuple[Any, Any]:
-        strict = importlib.import_module("array_api_strict")
-        return strict, strict.Device(name)
-
-    return load
 
 
 def _cupylike(index: int) -> Callable[[], tuple[Any, Any]]:
@@ -48,26 +44,12 @@ def _cupylike(index: int) -> Callable[[], tuple[Any, Any]]:
     return load
 
 
-def _torch() -> tuple[Any, Any]:
-    torch = importlib.import_module("torch")
-    return dense_xp.resolve_device(torch.device("cpu"), xp=torch)
-
-
-def _jax() -> tuple[Any, Any]:
-    jax = importlib.import_module("jax")
-    jax.config.update("jax_enable_x64", True)
-    return dense_xp.resolve_device(jax.devices("cpu")[0], xp=importlib.import_module("jax.numpy"))
-
-
+_LIBRARIES = ("numpy", "strict", "strict-device1", "strict-no_float64", "strict-no_x64")
 BACKENDS: dict[str, Callable[[], tuple[Any, Any]]] = {
-    "numpy": lambda: dense_xp.resolve_device("cpu"),
-    "strict": _strict("CPU_DEVICE"),
-    "strict-device1": _strict("device1"),
+    **{name: testing.FACTORIES[name] for name in _LIBRARIES},
     "cupylike": _cupylike(0),
     "cupylike-device1": _cupylike(1),
-    "torch": _torch,
-    "jax": _jax,
-    "cupy": lambda: dense_xp.resolve_device("cuda"),
+    **{name: testing.FACTORIES[name] for name in ("torch", "jax", "jax-float32", "cupy")},
 }
 FAMILIES = {name.split("-")[0] for name in BACKENDS}
 
@@ -125,7 +107,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{count:5d} skipped: {reason}")
 
 
-@pytest.fixture(params=SELECTED, scope="session")
+@pytest.fixture(params=SELECTED)
 def backend(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     """``(xp, device)`` of one available backend."""
     return load_backend(request.param)

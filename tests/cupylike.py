@@ -28,6 +28,7 @@ knows of CuPy beyond the array API.
 from __future__ import annotations
 
 import operator
+import sys
 import threading
 import types
 from typing import Any
@@ -267,6 +268,7 @@ for _name in dir(_strict):  # dtype objects are instances, not callables
     if isinstance(getattr(_strict, _name), type(_strict.float32)):
         setattr(namespace, _name, getattr(_strict, _name))
 namespace.Device = Device
+sys.modules[namespace.__name__] = namespace  # importable by its name, as a library's namespace is
 namespace.asarray = asarray
 namespace.__array_namespace_info__ = lambda: _Info()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -219,3 +220,52 @@ def test_a_bad_environment_variable_is_named_with_its_value(monkeypatch):
         assert dense_xp.get_default_device() == "cpu"
     report = dense_xp._info.format_info([])
     assert report == f"default device request: invalid, {match.replace(chr(92), '')}"
+
+
+def test_jax_without_a_device_gets_the_device_its_arrays_land_on(tmp_path):
+    """JAX reports its default device as None: layers, models and load take the one its arrays use."""
+    jnp = pytest.importorskip("jax.numpy")
+    _, device = dense_xp.resolve_device(xp=jnp)
+    assert device is not None
+    assert device == array_api_compat.device(jnp.zeros(1))
+    layer = dense_xp.DenseLayer(4, 3, xp=jnp)
+    assert layer.device == device
+    assert layer.forward(jnp.ones((2, 4))).shape == (2, 3)  # its own arrays are accepted
+    model = dense_xp.Sequential(
+        [dense_xp.DenseLayer(4, 3, "relu", seed=0, xp=jnp), dense_xp.DenseLayer(3, 2, xp=jnp)]
+    )
+    out = model.forward(jnp.ones((2, 4)))
+    model.save(tmp_path / "m.npz")
+    back = dense_xp.load(tmp_path / "m.npz", xp=jnp)
+    assert back.device == device
+    np.testing.assert_array_equal(dense_xp.to_numpy(back.forward(jnp.ones((2, 4)))), dense_xp.to_numpy(out))
+
+
+def test_rows_of_device_arrays_take_slices_past_the_end_and_device_index_dtypes():
+    strict = pytest.importorskip("array_api_strict")
+    device = strict.Device("no_x64")
+    data = strict.reshape(strict.arange(12, dtype=strict.float32, device=device), (6, 2))
+    last = _backend.rows(data, slice(4, 36), xp=strict, device=device)  # strict refuses stops past the end
+    np.testing.assert_array_equal(dense_xp.to_numpy(last), [[8, 9], [10, 11]])
+    picked = _backend.rows(data, np.array([5, 0]), xp=strict, device=device)  # int64 index, no int64 there
+    np.testing.assert_array_equal(dense_xp.to_numpy(picked), [[10, 11], [0, 1]])
+    labels = _backend.rows(np.arange(6), np.array([1, 2]), xp=strict, device=device)
+    assert labels.dtype == np.int32  # a host batch in a dtype the device holds
+    X = _backend.rows(np.ones((6, 2)), slice(0, 2), xp=strict, device=device)
+    assert X.dtype == np.float32
+
+
+def test_device_spec_round_trips_and_falls_back_to_a_cpu(backend):
+    xp, device = backend
+    name, spec = _backend.device_spec(xp, device)
+    assert _backend.restore_device(name, spec) == (xp, device)
+    gone = {
+        "array_api_compat.cupy": ("array_api_compat.cupy", "cuda:99"),
+        "array_api_compat.torch": ("array_api_compat.torch", "cuda:99"),
+        "jax.numpy": ("jax.numpy", "gpu:99"),
+    }
+    if name in gone:
+        cpu_xp, cpu_device = _backend.restore_device(*gone[name])
+        assert cpu_xp is (xp if name != "array_api_compat.cupy" else dense_xp.resolve_device("cpu")[0])
+        assert "cpu" in str(cpu_device).lower()
+    assert _backend.restore_device("no_such_array_library", "tpu:0") == dense_xp.resolve_device("cpu")

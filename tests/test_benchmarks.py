@@ -213,3 +213,30 @@ def test_bench_dask_writes_table_json_and_plot(tmp_path):
     assert all(r["predict_rows_per_s"] > 0 and r["epoch_rows_per_s"] > 0 for r in rows)
     assert report["cluster"][0]["step_ms"] > 0
     assert "streaming" not in report
+
+
+def test_conformance_table_runs_each_feature_and_reports_failures(monkeypatch):
+    from benchmarks import conformance
+
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.conformance", "--markdown",
+         "--backend", "numpy", "--backend", "strict-no_float64"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| backend | " + " | ".join(conformance.CHECKS) + " |"
+    assert lines[2] == "| `numpy` |" + " yes |" * len(conformance.CHECKS)
+    assert lines[3].startswith("| `strict-no_float64` | yes |")
+    assert lines[3].endswith("| - | yes | - |")  # no float16 in array-api-strict, no float64 on that device
+
+    def broken(b):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(conformance.CHECKS, "pickle", broken)
+    ids, rows, notes = conformance.run(["numpy"])
+    assert rows["numpy"]["pickle"] == "no [1]"
+    assert notes == ["numpy, pickle: RuntimeError: boom"]
+    assert "[1] numpy, pickle: RuntimeError: boom" in conformance.format_table(
+        ids, rows, notes, markdown=False
+    )

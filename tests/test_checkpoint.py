@@ -9,10 +9,11 @@ import array_api_compat
 import numpy as np
 import pytest
 
-from dense_xp import DenseLayer, _backend, checkpoint
+from dense_xp import DenseLayer, _backend, checkpoint, register_activation
+from dense_xp.activations import ACTIVATIONS
 from dense_xp.checkpoint import CheckpointError, load, save
 from dense_xp.sequential import Sequential
-from tests.helpers import host, tol
+from tests.helpers import host, tol, wide
 
 X = np.random.default_rng(0).normal(size=(6, 4)) * 3
 
@@ -56,6 +57,7 @@ def _on(obj, xp, device):
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_layer_round_trip_through_cpu_and_back(backend, tmp_path, dtype, use_bias):
     xp, device = backend
+    dtype = dtype if dtype == "float32" else wide(xp, device)
     layer = DenseLayer(4, 3, "tanh", seed=3, init="glorot_uniform", use_bias=use_bias, dtype=dtype,
                        device=device, xp=xp)  # fmt: skip
     _trained(layer, X[:2])
@@ -77,6 +79,7 @@ def test_layer_round_trip_through_cpu_and_back(backend, tmp_path, dtype, use_bia
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_sequential_round_trip_through_cpu_and_back(backend, tmp_path, dtype):
     xp, device = backend
+    dtype = dtype if dtype == "float32" else wide(xp, device)
     model = Sequential(
         [DenseLayer(4, 8, "relu", seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)]
     ).to(device, xp=xp)
@@ -244,7 +247,10 @@ TAMPERED = [
     (_tamper(layers=[]), r"'layers' must be a non-empty list"),
     (_tamper(layers__0__config__output_size=9), r"shape \[4, 3\] of 'layers.0.W' contradicts the config"),
     (_tamper(layers__0__config__input_size=0), r"layer 0 has an invalid config: `input_size` must be an"),
-    (_tamper(layers__0__config__activation="swish"), r"layer 0 has an invalid config: `activation`.*swish"),
+    (
+        _tamper(layers__0__config__activation="swish"),
+        r"layer 0 uses activation 'swish', which is not registered",
+    ),
     (_tamper(layers__0__config__seed=1.5), r"layer 0 has an invalid config: `seed`.*float 1.5"),
     (_tamper(layers__0__config__dtype="float16"), r"layer 0 has an invalid config: .*dtype"),
     (_tamper(layers__0__config__use_bias=False), r"lists arrays \['W', 'b'\], its config needs \['W'\]"),
@@ -293,22 +299,23 @@ def _chain_sizes(entries, layer):
 
 def _mix_dtypes(entries, layer):
     for param in ("W", "b"):
-        entries[f"layers.1.{param}"] = entries[f"layers.1.{param}"].astype("<f4")
-        layer["arrays"][param]["dtype"] = "<f4"
-    layer["dtype"] = "float32"
+        entries[f"layers.1.{param}"] = entries[f"layers.1.{param}"].astype("<f2")
+        layer["arrays"][param]["dtype"] = "<f2"
+    layer["dtype"] = "float16"
 
 
 @pytest.mark.parametrize(
     ("change", "match"),
     [
         (_chain_sizes, r"layer 1 takes 5 inputs but layer 0 gives 8"),
-        (_mix_dtypes, r"layer 1 is float32 but layer 0 is float64"),
+        (_mix_dtypes, r"layer 1 is float16 but layer 0 is float(64|32)"),
     ],
 )
 def test_sequential_layers_must_fit_together(backend, tmp_path, change, match):
     xp, device = backend
     path = tmp_path / "s.npz"
-    model = Sequential([DenseLayer(4, 8, "relu", seed=1), DenseLayer(8, 3, seed=2)])
+    dtype = wide(xp, device)
+    model = Sequential([DenseLayer(4, 8, "relu", seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)])
     model.to(device, xp=xp).save(path)
     entries = _entries(path)
     manifest = _manifest(entries)
@@ -321,7 +328,9 @@ def test_sequential_layers_must_fit_together(backend, tmp_path, change, match):
 def test_dense_layer_kind_needs_one_layer(backend, tmp_path):
     xp, device = backend
     path = tmp_path / "s.npz"
-    Sequential([DenseLayer(4, 8, seed=1), DenseLayer(8, 3, seed=2)]).to(device, xp=xp).save(path)
+    dtype = wide(xp, device)
+    model = Sequential([DenseLayer(4, 8, seed=1, dtype=dtype), DenseLayer(8, 3, seed=2, dtype=dtype)])
+    model.to(device, xp=xp).save(path)
     entries = _entries(path)
     manifest = _manifest(entries)
     manifest["kind"] = "DenseLayer"
@@ -372,3 +381,28 @@ def test_bad_device_rejected_before_reading(tmp_path):
         load(tmp_path / "nothing.npz", "gpu")
     with pytest.raises(TypeError, match=r"`path` must be a non-empty str or os.PathLike, got int 3"):
         load(3, "cpu")
+
+
+def _halve(z, *, xp):
+    return 0.5 * z
+
+
+def _halve_backward(g, y, *, xp):
+    return 0.5 * g
+
+
+def test_registered_activation_round_trips_by_name_and_unregistered_is_refused(backend, tmp_path):
+    xp, device = backend
+    register_activation("test_halve", _halve, _halve_backward, saves="output")
+    try:
+        layer = _layer(3, 2, "test_halve", seed=1, xp=xp, device=device)
+        layer.save(tmp_path / "h.npz")
+        back = load(tmp_path / "h.npz", device, xp=xp)
+        assert back.activation == "test_halve"
+        np.testing.assert_array_equal(host(back.forward(X[:, :3])), host(layer.forward(X[:, :3])))
+    finally:
+        ACTIVATIONS.pop("test_halve")
+    with pytest.raises(
+        CheckpointError, match=r"layer 0 uses activation 'test_halve', which is not registered"
+    ):
+        load(tmp_path / "h.npz", device, xp=xp)

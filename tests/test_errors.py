@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dense_xp import DenseLayer, initializers
-from tests.helpers import assert_unchanged, snapshot
+from tests.helpers import assert_unchanged, snapshot, wide
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_oversized_layer_is_refused_before_allocating(monkeypatch):
 def trained(backend):
     """A layer after one forward and backward, so the cache and grads are populated."""
     xp, device = backend
-    layer = DenseLayer(3, 2, "relu", seed=0, dtype="float64", device=device, xp=xp)
+    layer = DenseLayer(3, 2, "relu", seed=0, dtype=wide(xp, device), device=device, xp=xp)
     layer.forward([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])
     layer.backward([[1.0, -1.0], [0.5, 2.0]], lr=None)
     return layer

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +16,7 @@ import pytest
 
 from dense_xp import DenseLayer, _backend, _fused
 from dense_xp.activations import ACTIVATIONS
-from tests.helpers import host, tol
+from tests.helpers import host, tol, wide
 
 NAMES = [name for name in ACTIVATIONS if name is not None]
 
@@ -67,7 +69,7 @@ def test_fused_matches_generic(fused_backend, activation, dtype, use_bias):
 
 def test_sigmoid_saturates_without_warnings(backend):
     xp, device = backend
-    for dtype in ("float32", "float64"):
+    for dtype in sorted({"float32", wide(xp, device)}):
         layer = DenseLayer(1, 1, "sigmoid", dtype=dtype, device=device, xp=xp)
         layer.W = xp.asarray([[1.0]], dtype=layer.dtype, device=device)
         y = host(layer.forward([[-1e4], [1e4], [0.0]]))
@@ -298,3 +300,58 @@ def test_a_broken_kernel_body_fails_to_compile(cupy_gen, cuda_compiler, monkeypa
     failures = _compile_all(cupy_gen, cuda_compiler[1], sources)
     assert {launch for launch in sources if launch[2] in failing} == set(failures)
     assert all(message in log for log in failures.values()), next(iter(failures.values()))
+
+
+def _c_doubles(values):
+    return "{" + ", ".join("NAN" if np.isnan(v) else repr(float(v)) for v in values) + "}"
+
+
+def test_cuda_bodies_treat_nan_as_the_array_api_code_does(tmp_path):
+    """The CUDA C bodies, compiled for the host with a C++ compiler (IEEE, no fast math), against the
+    generic path: forward maps NaN to NaN (``v > 0 ? v : 0`` and ``fmax`` would give 0), and backward
+    is NaN wherever z or g is, in double and in float."""
+    cxx = shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to evaluate the CUDA bodies on the host")
+    z = np.array([-100.0, -3.0, -0.5, -0.0, 0.0, 1e-3, 0.7, 4.0, 100.0, np.nan, np.nan, 1.5])
+    g = np.array([0.5, -1.0, 2.0, 1.0, np.nan, -0.3, 1.5, np.nan, 0.25, 1.0, np.nan, 2.0])
+    cases, expected = [], []
+    parts = ["#include <cmath>", "#include <cstdio>", "using namespace std;"]
+    main = ["int main() {"]
+    for name, (_, backward) in _fused.CUDA_BODIES.items():
+        act = ACTIVATIONS[name]
+        for T, dtype in (("double", np.float64), ("float", np.float32)):
+            with np.errstate(all="ignore"):
+                zt, gt = z.astype(dtype), g.astype(dtype)
+                y = act.forward(zt, xp=np)
+                saved = zt if act.saves == "input" else y
+                runs = [("forward", zt, np.zeros_like(zt), y)]
+                if backward is not None:
+                    runs.append(("backward", gt, saved, act.backward(gt, saved, xp=np)))
+            for kind, a, c, ref in runs:
+                i = len(cases)
+                params, out, op, preamble = _fused.kernel_spec(name, kind, double=T == "double")
+                parts.append(
+                    f"namespace k{i} {{ typedef {T} T; {preamble}\n"
+                    f"void body({params}, {out.replace('T ', 'T& ')}) {{ {op} }}\n"
+                    f"const double a[] = {_c_doubles(a)}, c[] = {_c_doubles(c)}; }}"
+                )
+                main.append(
+                    f"for (int j = 0; j < {z.size}; ++j) {{ {T} r;"
+                    f" k{i}::body(({T})k{i}::a[j], ({T})k{i}::c[j], r);"
+                    ' printf("%.17g\\n", (double)r); }'
+                )
+                cases.append((name, kind, T, dtype))
+                expected.append(ref)
+    source = tmp_path / "bodies.cpp"
+    source.write_text("\n".join([*parts, *main, "return 0; }"]))
+    exe = tmp_path / "bodies"
+    build = subprocess.run(
+        [cxx, "-O1", "-std=c++17", "-o", str(exe), str(source)], capture_output=True, text=True, check=False
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True, timeout=60)
+    out = np.array([float(v) for v in run.stdout.split()]).reshape(len(cases), z.size)
+    for (name, kind, T, dtype), got, ref in zip(cases, out, expected, strict=True):
+        t = tol(dtype, np, 64)
+        np.testing.assert_allclose(got, ref, rtol=t, atol=t, err_msg=f"{name} {kind} {T}")

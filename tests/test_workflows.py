@@ -71,6 +71,12 @@ def test_ci_script_fails_when_no_test_ran() -> None:
     assert "exit 1" in branch, "pytest's exit 5 (no tests collected) must fail CI"
 
 
+def test_ci_script_runs_the_conformance_table_after_the_tests() -> None:
+    commands = _commands(CI_RUN)
+    tests = next(i for i, c in enumerate(commands) if c.startswith(PYTEST))
+    assert "python -m benchmarks.conformance" in commands[tests:]
+
+
 def test_ci_script_never_installs_torch_or_touches_openblas() -> None:
     for command in _commands(CI_RUN):
         if "pip install" in command:
