@@ -7,7 +7,7 @@ import numbers
 import operator
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 __all__ = ["check_int", "check_lr", "check_seed", "check_weight_memory", "resolve_dtype"]
 
@@ -29,13 +29,17 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     """``None`` or an int in ``[0, 2**32)``, the range NumPy's legacy generator takes."""
     if seed is None:
         return None
-    seed = check_int(seed, name, minimum=0)
-    if seed >= 2**32:
-        msg = f"`{name}` must be None or an integer in [0, 2**32), got {seed!r}"
+    value = check_int(seed, name, minimum=0)
+    if value >= 2**32:
+        msg = f"`{name}` must be None or an integer in [0, 2**32), got {value!r}"
         raise ValueError(msg)
-    return seed
+    return value
 
 
+@overload
+def check_lr(lr: Any, name: str = ..., *, allow_none: Literal[False]) -> float: ...
+@overload
+def check_lr(lr: Any, name: str = ..., *, allow_none: bool = ...) -> float | None: ...
 def check_lr(lr: Any, name: str = "lr", *, allow_none: bool = True) -> float | None:
     """A finite, non-negative learning rate (or ``None`` where allowed)."""
     if type(lr) is float and 0.0 <= lr < math.inf:  # the common case, checked cheaply
