@@ -512,7 +512,8 @@ def to_numpy(x: Any) -> np.ndarray:
         host: np.ndarray = x.get()
         return host
     if array_api_compat.is_torch_array(x):
-        return x.detach().cpu().numpy()
+        host = x.detach().cpu().numpy()  # Any where torch is not installed
+        return host
     if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_jax_array(x):
         with contextlib.suppress(Exception):
             return np.from_dlpack(x)
