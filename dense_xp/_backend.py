@@ -68,7 +68,7 @@ class DeviceUnavailableError(RuntimeError):
 # Device requests: explicit > use_device() > set_default_device() > env > cpu
 # --------------------------------------------------------------------------
 _NUMPY_XP = array_api_compat.numpy
-_NATIVE: dict[int, type] = {id(_NUMPY_XP): np.ndarray}  # namespace -> its array type, for fast checks
+_NATIVE: dict[int, type[Any]] = {id(_NUMPY_XP): np.ndarray}  # namespace -> its array type, for fast checks
 _context: contextvars.ContextVar[Any] = contextvars.ContextVar("dense_xp_device", default=None)
 _default: list[Any] = [None]
 
@@ -569,9 +569,11 @@ def to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     if array_api_compat.is_cupy_array(x):
-        return x.get()
+        host: np.ndarray = x.get()
+        return host
     if array_api_compat.is_torch_array(x):
-        return x.detach().cpu().numpy()
+        host = x.detach().cpu().numpy()  # Any where torch is not installed
+        return host
     if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_jax_array(x):
         with contextlib.suppress(Exception):
             return np.from_dlpack(x)
@@ -846,9 +848,10 @@ def cuda_report() -> dict[str, Any]:
 # --------------------------------------------------------------------------
 def write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` (host arrays, stored little-endian) to an open binary ``file``."""
-    np.savez(
-        file, **{k: np.asarray(a, dtype=np.asarray(a).dtype.newbyteorder("<")) for k, a in arrays.items()}
-    )
+    little: dict[str, Any] = {
+        k: np.asarray(a, dtype=np.asarray(a).dtype.newbyteorder("<")) for k, a in arrays.items()
+    }
+    np.savez(file, **little)
 
 
 def bytes_array(data: bytes) -> np.ndarray:

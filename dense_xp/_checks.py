@@ -7,7 +7,7 @@ import numbers
 import operator
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 import array_api_compat
 
@@ -51,13 +51,17 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     """``None`` or an int in ``[0, 2**32)``, the range NumPy's legacy generator takes."""
     if seed is None:
         return None
-    seed = check_int(seed, name, minimum=0)
-    if seed >= 2**32:
-        msg = f"`{name}` must be None or an integer in [0, 2**32), got {seed!r}"
+    value = check_int(seed, name, minimum=0)
+    if value >= 2**32:
+        msg = f"`{name}` must be None or an integer in [0, 2**32), got {value!r}"
         raise ValueError(msg)
-    return seed
+    return value
 
 
+@overload
+def check_lr(lr: Any, name: str = ..., *, allow_none: Literal[False]) -> float: ...
+@overload
+def check_lr(lr: Any, name: str = ..., *, allow_none: bool = ...) -> float | None: ...
 def check_lr(lr: Any, name: str = "lr", *, allow_none: bool = True) -> float | None:
     """A finite, non-negative learning rate (or ``None`` where allowed)."""
     if type(lr) is float and 0.0 <= lr < math.inf:  # the common case, checked cheaply
@@ -117,9 +121,9 @@ def dtype_name(dtype: Any) -> str:
     if isinstance(dtype, str):
         name = dtype.strip().lower()
         return _ALIASES.get(name.lstrip("<>=|"), name)
-    name = getattr(dtype, "name", None)  # numpy.dtype (also CuPy's and JAX's dtypes)
-    if isinstance(name, str):
-        return name
+    named = getattr(dtype, "name", None)  # numpy.dtype (also CuPy's and JAX's dtypes)
+    if isinstance(named, str):
+        return named
     if isinstance(dtype, type):  # scalar types: numpy.float32 (= cupy.float32), jax.numpy.float32
         return str(getattr(dtype, "__name__", dtype))
     return str(dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float32

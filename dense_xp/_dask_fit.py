@@ -117,7 +117,8 @@ class Trainer:
         parts = [
             self.task(payload, *self.blocks[b], index, dask_key_name=f"{name}-{b}") for b, index in pieces
         ]
-        return dask.compute(tree(dask, parts, name))[0]
+        sums: tuple[Any, float, float, int] = dask.compute(tree(dask, parts, name))[0]
+        return sums
 
     def _step(self, flat: Any, rows: int) -> None:
         """The mean gradient into each layer's ``grads``, then the model's own optimizer step."""

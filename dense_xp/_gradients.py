@@ -92,10 +92,10 @@ class _Probe:
 
 def _slope(g: Any, h: float, fourth_order: bool) -> float:
     """``g'(0)`` by central differences: second order, or fourth order (for float32 and below)."""
-    first = (g(h) - g(-h)) / (2 * h)
+    first = float((g(h) - g(-h)) / (2 * h))
     if not fourth_order:
         return first
-    return (4 * first - (g(2 * h) - g(-2 * h)) / (4 * h)) / 3
+    return (4 * first - float(g(2 * h) - g(-2 * h)) / (4 * h)) / 3
 
 
 def _compare(base: Any, f: Any, grad: Any, h0: float, fourth_order: bool, rng: Any) -> tuple[float, float]:
@@ -107,7 +107,7 @@ def _compare(base: Any, f: Any, grad: Any, h0: float, fourth_order: bool, rng: A
             def g(t: float, i: int = i) -> float:
                 moved = base.copy()
                 moved.flat[i] += t
-                return f(moved)
+                return float(f(moved))
 
             h = h0 * max(1.0, abs(float(base.flat[i])))
             diff = max(diff, abs(_slope(g, h, fourth_order) - float(grad.flat[i])))
@@ -171,37 +171,38 @@ def check_gradients(
         ``model_or_layer`` is neither a DenseLayer nor a Sequential.
     """
     layers = _layers(model_or_layer)
-    rng = _backend.host_rng(_checks.check_seed(seed))
-    Xh = _host(X, "X")
-    if Xh.ndim != 2 or Xh.shape[1] != layers[0].input_size or Xh.shape[0] == 0:
-        msg = f"`X` must have shape (n, {layers[0].input_size}) with n >= 1, got {tuple(Xh.shape)}"
-        raise ValueError(msg)
-    shape = (Xh.shape[0], layers[-1].output_size)
-    R = rng.standard_normal(shape) if d_out is None else _host(d_out, "d_out")
-    if tuple(R.shape) != shape:
-        msg = f"`d_out` must have the output's shape {shape}, got {tuple(R.shape)}"
-        raise ValueError(msg)
-    probe = _Probe(model_or_layer, Xh, R)
-    dtype = _checks.dtype_name(probe.dtype)
-    eps = float(probe.xp.finfo(probe.dtype).eps)
-    h0 = eps ** (1 / 3)
-    size = float(probe.xp.sum(probe.xp.abs(probe.model.forward(probe.Xd) * probe.R)))
-    rtol = _DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
-    atol = 8 * eps * (1.0 + size) / h0 if atol is None else float(atol)
-    errors, worst = {}, None
-    for key, grad in probe.analytic().items():
-        base, f = probe.function_of(key)
-        diff, scale = _compare(base, f, grad, h0, dtype != "float64", rng)
-        errors[key] = diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
-        excess = diff / (atol + rtol * scale)
-        if excess > 1 and (worst is None or excess > worst[1]):
-            worst = (key, excess, diff, scale)
-    if worst is not None:
-        key, _, diff, scale = worst
-        msg = (
-            f"gradient {key!r} does not match central differences in {dtype}: max |numeric - analytic| = "
-            f"{diff:.3g} > atol + rtol * scale = {atol:.3g} + {rtol:.3g} * {scale:.3g}; "
-            f"relative errors: {', '.join(f'{k}={v:.2g}' for k, v in errors.items())}"
-        )
-        raise AssertionError(msg)
-    return errors
+    with _backend.on_device(layers[0].device):  # CuPy computes on the current device
+        rng = _backend.host_rng(_checks.check_seed(seed))
+        Xh = _host(X, "X")
+        if Xh.ndim != 2 or Xh.shape[1] != layers[0].input_size or Xh.shape[0] == 0:
+            msg = f"`X` must have shape (n, {layers[0].input_size}) with n >= 1, got {tuple(Xh.shape)}"
+            raise ValueError(msg)
+        shape = (Xh.shape[0], layers[-1].output_size)
+        R = rng.standard_normal(shape) if d_out is None else _host(d_out, "d_out")
+        if tuple(R.shape) != shape:
+            msg = f"`d_out` must have the output's shape {shape}, got {tuple(R.shape)}"
+            raise ValueError(msg)
+        probe = _Probe(model_or_layer, Xh, R)
+        dtype = _checks.dtype_name(probe.dtype)
+        eps = float(probe.xp.finfo(probe.dtype).eps)
+        h0 = eps ** (1 / 3)
+        size = float(probe.xp.sum(probe.xp.abs(probe.model.forward(probe.Xd) * probe.R)))
+        rtol = _DEFAULT_RTOL[dtype] if rtol is None else float(rtol)
+        atol = 8 * eps * (1.0 + size) / h0 if atol is None else float(atol)
+        errors, worst = {}, None
+        for key, grad in probe.analytic().items():
+            base, f = probe.function_of(key)
+            diff, scale = _compare(base, f, grad, h0, dtype != "float64", rng)
+            errors[key] = diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+            excess = diff / (atol + rtol * scale)
+            if excess > 1 and (worst is None or excess > worst[1]):
+                worst = (key, excess, diff, scale)
+        if worst is not None:
+            key, _, diff, scale = worst
+            msg = (
+                f"gradient {key!r} does not match central differences in {dtype}: max |numeric - analytic| = "
+                f"{diff:.3g} > atol + rtol * scale = {atol:.3g} + {rtol:.3g} * {scale:.3g}; "
+                f"relative errors: {', '.join(f'{k}={v:.2g}' for k, v in errors.items())}"
+            )
+            raise AssertionError(msg)
+        return errors

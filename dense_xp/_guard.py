@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from . import _checks
@@ -48,7 +49,7 @@ class Guard:
         self.model, self.optimizer, self.every, self.xp = model, optimizer, every, xp
         wide = _checks.dtype_name(dtype) == "float16"  # sums of many batches overflow float16
         self.dtype = xp.float32 if wide else dtype
-        self.widen = (lambda a: xp.astype(a, xp.float32)) if wide else (lambda a: a)
+        self.widen: Callable[[Any], Any] = (lambda a: xp.astype(a, xp.float32)) if wide else (lambda a: a)
         self._nan = xp.full((), math.nan, dtype=self.dtype, device=model.device)
         self._save()
 
@@ -56,8 +57,8 @@ class Guard:
         return self.xp.zeros((), dtype=self.dtype, device=self.model.device)
 
     def _arrays(self) -> list[Any]:
-        state = [a for s in self.optimizer.state for a in s.values()]
-        return self.model.parameters() + state
+        params: list[Any] = self.model.parameters()
+        return params + [a for s in self.optimizer.state for a in s.values()]
 
     def _save(self) -> None:
         xp, opt = self.xp, self.optimizer

@@ -55,6 +55,9 @@ class DenseLayer:
     in place in between.
     """
 
+    _cache: tuple[Any, Any] | None
+    _fused: Any
+
     def __init__(
         self,
         input_size: int,
@@ -161,7 +164,7 @@ class DenseLayer:
     # -- helpers ----------------------------------------------------------
     def _bind(self) -> None:
         """Reset what depends on the namespace and device: the cache and the hot-path choices."""
-        self._cache: tuple[Any, Any] | None = None
+        self._cache = None
         self._inplace = array_api_compat.is_writeable_array(self.W)
         self._fused = _backend.fused_ops(self.xp)
         self._row: Any = None

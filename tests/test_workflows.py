@@ -212,6 +212,20 @@ def test_ci_workflow_builds_the_docs_with_warnings_as_errors() -> None:
     assert any(r.startswith(f"{DOCS_BUILD} -b html docs ") for r in runs)
 
 
+def test_ci_script_and_workflow_type_check_with_mypy() -> None:
+    commands = _commands(CI_RUN)
+    ruff = commands.index("ruff check .")
+    install = commands.index('python -m pip install --quiet "mypy>=1.10"')
+    assert ruff < install < commands.index("mypy -p dense_xp")
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load(CI_YML.read_text(encoding="utf-8"))["jobs"]["lint"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    installs = [r for r in runs if '"mypy>=1.10"' in r]
+    assert len(installs) == 1
+    assert "mypy -p dense_xp" in runs
+    assert runs.index(installs[0]) < runs.index("mypy -p dense_xp")
+
+
 def test_release_workflow_builds_checks_and_publishes_on_version_tags() -> None:
     yaml = pytest.importorskip("yaml")
     doc = yaml.safe_load(RELEASE_YML.read_text(encoding="utf-8"))
