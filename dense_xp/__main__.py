@@ -119,10 +119,14 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .demo import _require, train_digits
 
     start = time.perf_counter()
-    try:
-        request = _backend.get_default_device() if args.device is None else args.device
-    except ValueError as exc:  # a bad DENSE_XP_DEVICE
-        parser.error(str(exc))
+    request = _backend.get_default_device() if args.device is None else args.device
+    if args.device is None and isinstance(request, str):
+        try:
+            _backend.resolve_device()  # checks DENSE_XP_DEVICE, naming it
+        except ValueError as exc:
+            parser.error(str(exc))
+        except _backend.DeviceUnavailableError:
+            pass  # reported below, as for --device
     if not args.save.parent.is_dir():
         parser.error(f"argument --save: the directory {str(args.save.parent)!r} does not exist")
     if args.save.suffix == ".png":

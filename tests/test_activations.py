@@ -28,7 +28,7 @@ def _generic(act, xp, device):
 def test_nan_propagates_forward_and_backward(backend, name):
     """relu of NaN is NaN (not 0), and g * act'(z) is NaN wherever z or g is: on every backend."""
     xp, device = backend
-    with _backend.float_errors_ignored():
+    with _backend.float_errors_ignored(), _backend.on_device(device):  # CuPy: the current device
         y, dz = _generic(ACTIVATIONS[name], xp, device)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(Z))
     constant = ACTIVATIONS[name].saves == "nothing"  # linear' is 1 everywhere
@@ -41,7 +41,8 @@ def test_generic_and_numpy_fused_paths_agree_on_nan(backend, name):
     act = ACTIVATIONS[name]
     dtype = wide(xp, device)
     with _backend.float_errors_ignored():
-        y, dz = _generic(act, xp, device)
+        with _backend.on_device(device):  # CuPy computes on the current device
+            y, dz = _generic(act, xp, device)
         ops = _backend.fused_ops(dense_xp.resolve_device("cpu")[0])
         z = Z.astype(dtype)
         fused = ops.forward(z.copy(), None, name)

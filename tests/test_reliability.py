@@ -17,10 +17,12 @@ from dense_xp import DenseLayer, Sequential, TrainingDivergedError
 from dense_xp.losses import mse
 from dense_xp.optimizers import SGD, Adam
 from tests.conftest import load_backend
-from tests.helpers import central_diff, host
+from tests.helpers import central_diff, host, on, wide
 
 
-def _model(xp=None, device=None, *, sizes=(4, 6, 3), dtype="float64", seed=0):
+def _model(xp=None, device=None, *, sizes=(4, 6, 3), dtype=None, seed=0):
+    if dtype is None:  # float64 where the device holds it
+        dtype = "float64" if xp is None else wide(xp, device)
     kw = {"init": "glorot_normal", "dtype": dtype, "device": device, "xp": xp}
     return Sequential(
         [
@@ -69,7 +71,7 @@ def test_fit_refuses_non_finite_data_and_names_it(backend, where, bad, on_device
     data = {"X": X, "y": y, "validation_data[0]": X[:8].copy(), "validation_data[1]": y[:8].copy()}
     data[where][3, 1] = bad
     if on_device:
-        data = {k: xp.asarray(v, device=device) for k, v in data.items()}
+        data = {k: on(xp, device, v) for k, v in data.items()}
     before = _state(model)
     pattern = (
         rf"`{re.escape(where)}` must hold finite numbers, got 1 NaN or infinite value\(s\), the first at "
