@@ -75,8 +75,8 @@ def dtype_name(dtype: Any) -> str:
     if dtype is float:
         return "float64"
     if isinstance(dtype, str):
-        name = dtype.strip().lower()
-        return _ALIASES.get(name.lstrip("<>=|"), name)
+        text = dtype.strip().lower()
+        return _ALIASES.get(text.lstrip("<>=|"), text)
     name = getattr(dtype, "name", None)  # numpy.dtype (also CuPy's and JAX's dtypes)
     if isinstance(name, str):
         return name
