@@ -119,11 +119,11 @@ def dtype_name(dtype: Any) -> str:
     if dtype is float:
         return "float64"
     if isinstance(dtype, str):
-        name = dtype.strip().lower()
-        return _ALIASES.get(name.lstrip("<>=|"), name)
-    named = getattr(dtype, "name", None)  # numpy.dtype (also CuPy's and JAX's dtypes)
-    if isinstance(named, str):
-        return named
+        text = dtype.strip().lower()
+        return _ALIASES.get(text.lstrip("<>=|"), text)
+    name = getattr(dtype, "name", None)  # numpy.dtype (also CuPy's and JAX's dtypes)
+    if isinstance(name, str):
+        return name
     if isinstance(dtype, type):  # scalar types: numpy.float32 (= cupy.float32), jax.numpy.float32
         return str(getattr(dtype, "__name__", dtype))
     return str(dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float32

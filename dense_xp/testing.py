@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from ._backend import DeviceUnavailableError, cuda_device_count, resolve_device
 from ._gradients import check_gradients
 
-__all__ = ["FACTORIES", "Backend", "backend_fixture", "backends", "check_gradients"]
+__all__ = ["FACTORIES", "Backend", "backend_fixture", "backends", "check_gradients", "factory"]
 
 _UNAVAILABLE = (ImportError, DeviceUnavailableError, ValueError, RuntimeError)
 
