@@ -75,14 +75,13 @@ def _sklearn_baseline(
     progress bar counts epochs; scikit-learn's defaults otherwise (its small
     L2 penalty, ``alpha=1e-4``, included).
     """
-    import numpy as np
     from sklearn.neural_network import MLPClassifier
     from tqdm.auto import trange
 
     clf = MLPClassifier(
         hidden_layer_sizes=(HIDDEN,), learning_rate_init=LR, batch_size=BATCH, random_state=seed
     )
-    classes = np.unique(y_train)
+    classes = sorted(set(y_train.tolist()))  # every label, as partial_fit needs on its first call
     for _ in trange(epochs, desc="scikit-learn", unit="epoch", disable=None if progress else True):
         clf.partial_fit(X_train, y_train, classes=classes)
     return float(clf.score(X_test, y_test))
