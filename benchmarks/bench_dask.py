@@ -92,19 +92,24 @@ def in_memory(rows: int, batch_size: int, repeat: int, threads: int) -> dict[str
     }
 
 
+def _cluster(distributed: Any, workers: int, memory_limit: Any) -> Any:
+    """A LocalCluster of ``workers`` single-threaded processes, without a dashboard."""
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        memory_limit=memory_limit,
+    )
+
+
 def on_cluster(
     workers: int, rows: int, chunk: int, batch_size: int, repeat: int, steps: int
 ) -> dict[str, Any]:
     """Predict, one epoch and the fixed cost per step on a LocalCluster of ``workers`` processes."""
     dask, distributed = require("dask", "dask"), require("distributed", "dask")
     with (
-        distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            memory_limit="3GiB",
-        ) as cluster,
+        _cluster(distributed, workers, "3GiB") as cluster,
         distributed.Client(cluster) as client,
     ):
         X, y = dask.persist(*_dask_data(rows, chunk))
@@ -154,13 +159,7 @@ def streaming(rows: int, chunk: int, workers: int, memory_limit: str, batch_chun
     X, y = _dask_data(rows, chunk, seed=2)
     sampler = MemorySampler()
     with (
-        distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            memory_limit=limit,
-        ) as cluster,
+        _cluster(distributed, workers, limit) as cluster,
         distributed.Client(cluster),
     ):
         model = _model()

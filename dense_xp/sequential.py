@@ -200,10 +200,12 @@ class Sequential:
             other shapes; nothing is changed.
         """
         if distributed.is_dask(X, y) or distributed.is_lazy(self):  # Dask arrays: dense_xp.distributed
-            return distributed.fit(
+            history = distributed.fit(
                 self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                 shuffle=shuffle, validation_data=validation_data, seed=seed, progress=progress,
             )  # fmt: skip
+            self._fitted_loss = getattr(get_loss(loss), "name", None)  # read by predict_proba
+            return history
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
         epochs = _checks.check_int(epochs, "epochs", minimum=0)

@@ -396,3 +396,11 @@ def test_cupy_chunks_compute_on_the_gpu():
         model.fit(Xg, yg, loss=LOSS, epochs=2, batch_size=48, shuffle=True, seed=1, progress=False)
     ref.fit(X, y, loss=LOSS, epochs=2, batch_size=48, shuffle=True, seed=1, progress=False)
     _assert_close(model, ref, 1e-10)
+
+
+def test_predict_proba_follows_a_distributed_fit(client):
+    X, y = _data()
+    model = _model()
+    model.fit(*_dask(X, y), loss=LOSS, epochs=1, batch_size=32, progress=False)
+    proba = host(model.predict_proba(X))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
