@@ -15,6 +15,7 @@ import contextvars
 import functools
 import importlib
 import math
+import operator
 import os
 import re
 import struct
@@ -43,6 +44,7 @@ __all__ = [
     "fused_ops",
     "get_default_device",
     "host_rng",
+    "matmul",
     "mover",
     "namespace_name",
     "on_device",
@@ -447,13 +449,15 @@ def to_numpy(x: Any) -> np.ndarray:
     """Return ``x`` (an array of any supported library, on any device) as a NumPy array.
 
     The result may share memory with ``x`` when ``x`` already lives on the host.
+    A torch bfloat16 tensor, a dtype NumPy lacks, comes back as float32.
     """
     if isinstance(x, np.ndarray):
         return x
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if array_api_compat.is_torch_array(x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()
     if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_jax_array(x):
         with contextlib.suppress(Exception):
             return np.from_dlpack(x)
@@ -480,6 +484,10 @@ def mover(src_xp: Any, src_device: Any, xp: Any, device: Any, dtype: Any) -> Any
     def move(a: Any) -> Any:
         if a is None:
             return None
+        if src_xp is xp and a.dtype != dtype:  # cast where a is: the target device may lack its dtype
+            with on_device(src_device):
+                a = xp.astype(a, dtype)
+            return array_api_compat.to_device(a, device)
         if src_xp is xp:
             return xp.astype(array_api_compat.to_device(a, device), dtype, copy=True)
         return from_host(to_numpy(a), xp=xp, device=device, dtype=dtype, copy=True)
@@ -570,6 +578,21 @@ def fused_ops(xp: Any) -> Any:
 
 
 _NUMPY_OPS = _fused.NumpyOps(np)
+
+
+def matmul(xp: Any, dtype: Any) -> Callable[[Any, Any], Any]:
+    """``a @ b`` for operands of ``xp`` in ``dtype``: NumPy float16 products go through float32 BLAS.
+
+    NumPy has no float16 BLAS: its own float16 loop rounds the float32 sum
+    of products to float16, which BLAS in float32 computes ~40x faster.
+    """
+    if array_api_compat.is_numpy_namespace(xp) and dtype == np.float16:
+        return _half_matmul
+    return operator.matmul
+
+
+def _half_matmul(a: Any, b: Any) -> Any:
+    return np.matmul(a, b, dtype=np.float32).astype(np.float16)
 
 
 @functools.cache

@@ -32,12 +32,19 @@ def load_digits_split(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     return train_test_split(X / 16.0, y, test_size=0.25, random_state=seed, stratify=y)
 
 
-def build_model(seed: int = 0, *, dtype: Any = "float32", device: Any = None, xp: Any = None) -> Sequential:
-    """The 64 -> 128 (relu) -> 10 MLP of the demo."""
+def build_model(
+    seed: int = 0, *, dtype: Any = "float32", compute_dtype: Any = None, device: Any = None, xp: Any = None
+) -> Sequential:
+    """The 64 -> 128 (relu) -> 10 MLP of the demo.
+
+    Parameters in ``dtype``; forward and backward in ``compute_dtype``, which
+    is ``dtype`` when ``None`` (``"float16"`` is mixed precision).
+    """
+    kwargs = {"param_dtype": dtype, "compute_dtype": compute_dtype, "device": device, "xp": xp}
     return Sequential(
         [
-            DenseLayer(64, HIDDEN, "relu", seed=seed, init="he_normal", dtype=dtype, device=device, xp=xp),
-            DenseLayer(HIDDEN, 10, seed=seed + 1, init="glorot_uniform", dtype=dtype, device=device, xp=xp),
+            DenseLayer(64, HIDDEN, "relu", seed=seed, init="he_normal", **kwargs),
+            DenseLayer(HIDDEN, 10, seed=seed + 1, init="glorot_uniform", **kwargs),
         ]
     )
 
@@ -59,11 +66,12 @@ def train_digits(
     epochs: int = 40,
     seed: int = 0,
     dtype: Any = "float32",
+    compute_dtype: Any = None,
     progress: bool = True,
     baseline: bool = True,
     save_to: Any = None,
 ) -> dict[str, Any]:
-    """Train the demo MLP; return accuracies, timings and the model.
+    """Train the demo MLP (see :func:`build_model` for the dtypes); return accuracies, timings and the model.
 
     Returns
     -------
@@ -73,7 +81,7 @@ def train_digits(
     """
     epochs = _checks.check_int(epochs, "epochs", minimum=0)
     X_train, X_test, y_train, y_test = load_digits_split(seed)
-    model = build_model(seed, dtype=dtype, device=device, xp=xp)
+    model = build_model(seed, dtype=dtype, compute_dtype=compute_dtype, device=device, xp=xp)
     start = time.perf_counter()
     history = model.fit(
         X_train,
