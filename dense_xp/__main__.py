@@ -20,6 +20,7 @@ def _demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         dtype=args.dtype,
+        compute_dtype=args.compute_dtype,
         save_to=args.save,
         baseline=not args.no_baseline,
     )
@@ -47,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--epochs", type=int, default=40)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    demo.add_argument(
+        "--compute-dtype",
+        default=None,
+        choices=["float16", "float32"],
+        help="dtype of forward and backward; float16 is mixed precision (default: --dtype)",
+    )
     demo.add_argument("--save", default="digits_mlp.npz", help="checkpoint path (default: digits_mlp.npz)")
     demo.add_argument(
         "--no-baseline", action="store_true", help="skip the scikit-learn MLPClassifier comparison"
