@@ -130,9 +130,10 @@ def resolve_compute_dtype(compute_dtype: Any, *, xp: Any, device: Any) -> Any:
     resolved = getattr(xp, name, None)
     if resolved is None:
         where = "torch and JAX have it; " if name == "bfloat16" else ""
+        other = next(n for n in ("float16", "float32") if n != name and getattr(xp, n, None) is not None)
         msg = (
             f"`compute_dtype` {name} is not a dtype of {getattr(xp, '__name__', xp)} ({where}"
-            "ask for another, such as compute_dtype='float16' or 'float32')"
+            f"ask for one it has, such as compute_dtype={other!r})"
         )
         raise ValueError(msg)
     return resolved

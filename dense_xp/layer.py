@@ -184,6 +184,9 @@ class DenseLayer:
         self._mixed = self._compute_dtype != self.W.dtype
         if not self._mixed:  # the arrays' own dtype object compares fastest in the input checks
             self._compute_dtype = self.W.dtype
+        else:  # and is what arrays report (NumPy: numpy.dtype("float16"), not the numpy.float16 type)
+            with _backend.on_device(self.device):
+                self._compute_dtype = self.xp.astype(self.W[:1, :1], self._compute_dtype).dtype
         self._matmul = _backend.matmul(self.xp, self._compute_dtype)
 
     def _cast(self, param: Any) -> Any:

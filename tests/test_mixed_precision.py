@@ -134,7 +134,7 @@ def test_float16_compute_on_a_library_without_float16_is_refused(backend):
         assert DenseLayer(2, 3, compute_dtype="float16", device=device, xp=xp).compute_dtype == xp.float16
         return
     with pytest.raises(
-        ValueError, match=r"`compute_dtype` float16 is not a dtype of .*compute_dtype='float16'"
+        ValueError, match=r"`compute_dtype` float16 is not a dtype of .*, such as compute_dtype='float32'"
     ):
         DenseLayer(2, 3, compute_dtype="float16", device=device, xp=xp)
 
