@@ -20,7 +20,11 @@ Every check runs on a small problem against a NumPy float64 reference:
 - save/load: the checkpoint reloads on the same device with the same outputs;
 - pickle: the same through ``pickle``;
 - float16, float32, float64: a forward and backward step in that dtype
-  against the reference, within 64 machine epsilons of the output scale.
+  against the reference, within 64 machine epsilons of the output scale;
+- mixed float16, mixed bfloat16: float32 parameters computing in the 16-bit
+  dtype: the output is in it and matches the reference within 64 of its
+  epsilons, and ``fit`` lowers the loss with the parameters (and, for float16,
+  dynamic loss scaling: ``loss_scale`` in the history) kept in float32.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def _native(b: Backend, a: np.ndarray) -> Any:
     return b.xp.asarray(a, dtype=dtype, device=b.device)
 
 
-def _model(b: Backend, dtype: Any = None) -> Sequential:
-    kw = {"device": b.device, "xp": b.xp, "dtype": dtype}
+def _model(b: Backend, dtype: Any = None, **dtypes: Any) -> Sequential:
+    kw = {"device": b.device, "xp": b.xp, "dtype": dtype, **dtypes}
     return Sequential(
         [
             DenseLayer(6, 8, "tanh", seed=1, init="he_normal", **kw),
@@ -86,7 +90,8 @@ def _reference(model: Sequential, X: np.ndarray) -> np.ndarray:
 
 
 def _close(got: np.ndarray, ref: np.ndarray, dtype: Any, what: str) -> None:
-    eps = float(np.finfo(dense_xp._checks.dtype_name(dtype)).eps)
+    name = dense_xp._checks.dtype_name(dtype)
+    eps = 2.0**-7 if name == "bfloat16" else float(np.finfo(name).eps)  # NumPy has no bfloat16
     err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30)
     if not err <= 64 * eps:
         msg = f"{what} off by {err:.2g} of its scale (allowed {64 * eps:.2g})"
@@ -177,6 +182,27 @@ def check_dtype(b: Backend, dtype: str) -> None:
     _close(d_in, ref @ _host(layer.W).T, dtype, f"{dtype} d_input")
 
 
+def check_mixed(b: Backend, compute: str) -> None:
+    try:
+        model = _model(b, param_dtype="float32", compute_dtype=compute)
+    except ValueError as exc:
+        if "not supported" in str(exc):
+            raise Unsupported(str(exc)) from None
+        raise
+    out = model.forward(X)
+    if dense_xp._checks.dtype_name(out.dtype) != compute:
+        raise AssertionError(f"the output is {out.dtype}, not {compute}")
+    _close(_host(out), _reference(model, X), compute, f"{compute} output")
+    history = model.fit(X, Y, loss="softmax_cross_entropy", epochs=3, batch_size=16, seed=0, progress=False)
+    if not (np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]):
+        raise AssertionError(f"the loss did not fall: {history['loss']}")
+    if compute == "float16" and "loss_scale" not in history:
+        raise AssertionError("float16 training did not scale the loss")
+    kept = {dense_xp._checks.dtype_name(p.dtype) for p in model.parameters()}
+    if kept != {"float32"}:
+        raise AssertionError(f"the parameters became {kept}, not float32")
+
+
 CHECKS: dict[str, Callable[[Backend], None]] = {
     "forward": check_forward,
     "backward": check_backward,
@@ -186,6 +212,7 @@ CHECKS: dict[str, Callable[[Backend], None]] = {
     "save/load": check_save_load,
     "pickle": check_pickle,
 } | {dtype: (lambda b, dtype=dtype: check_dtype(b, dtype)) for dtype in DTYPES}
+CHECKS |= {f"mixed {c}": (lambda b, c=c: check_mixed(b, c)) for c in ("float16", "bfloat16")}
 
 
 def _dask() -> list[Backend]:

@@ -94,6 +94,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="parameter dtype (default: float32)",
     )
     demo.add_argument(
+        "--compute-dtype",
+        default=None,
+        choices=["float16", "float32"],
+        help="dtype of forward and backward; float16 under float32 parameters is mixed precision "
+        "(default: --dtype)",
+    )
+    demo.add_argument(
         "--save",
         default="digits_mlp.npz",
         type=Path,
@@ -137,7 +144,10 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     xp, device = _backend.resolve_device(request)
     where = f"{_backend.namespace_name(xp)} on {device!r}"
     why = _backend.cuda_unusable_reason(0) if str(request).startswith("auto") and device == "cpu" else None
-    print(f"dense_xp {__version__} demo: a 64-128-10 MLP on scikit-learn's digits, {args.dtype}")
+    print(
+        f"dense_xp {__version__} demo: a 64-128-10 MLP on scikit-learn's digits, {args.dtype}"
+        + (f" (computing in {args.compute_dtype})" if args.compute_dtype not in (None, args.dtype) else "")
+    )
     print(f"device: {request!r} -> {where}" + (f" (CUDA: {why})" if why else ""), flush=True)
     log = lambda line: print(line, flush=True)
     train_digits(
@@ -146,6 +156,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         dtype=args.dtype,
+        compute_dtype=args.compute_dtype,
         save_to=args.save,
         plot_to=args.save.with_suffix(".png"),
         baseline=not args.no_baseline,

@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import operator
 import os
 import re
 import sys
@@ -41,6 +42,7 @@ __all__ = [
     "get_default_device",
     "host_array",
     "host_rng",
+    "matmul",
     "mover",
     "namespace_name",
     "on_device",
@@ -565,6 +567,7 @@ def to_numpy(x: Any) -> np.ndarray:
     """Return ``x`` (an array of any supported library, on any device) as a NumPy array.
 
     The result may share memory with ``x`` when ``x`` already lives on the host.
+    A torch bfloat16 tensor, a dtype NumPy lacks, comes back as float32.
     """
     if isinstance(x, np.ndarray):
         return x
@@ -572,7 +575,8 @@ def to_numpy(x: Any) -> np.ndarray:
         host: np.ndarray = x.get()
         return host
     if array_api_compat.is_torch_array(x):
-        host = x.detach().cpu().numpy()  # Any where torch is not installed
+        x = x.detach().cpu()
+        host = (x.float() if str(x.dtype) == "torch.bfloat16" else x).numpy()  # Any without torch
         return host
     if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_jax_array(x):
         with contextlib.suppress(Exception):
@@ -600,6 +604,10 @@ def mover(src_xp: Any, src_device: Any, xp: Any, device: Any, dtype: Any) -> Any
     def move(a: Any) -> Any:
         if a is None:
             return None
+        if src_xp is xp and a.dtype != dtype:  # cast where a is: the target device may lack its dtype
+            with on_device(src_device):
+                a = xp.astype(a, dtype)
+            return array_api_compat.to_device(a, device)
         if src_xp is xp:
             return xp.astype(array_api_compat.to_device(a, device), dtype, copy=True)
         return from_host(to_numpy(a), xp=xp, device=device, dtype=dtype, copy=True)
@@ -807,6 +815,21 @@ def fused_ops(xp: Any) -> Any:
 
 
 _NUMPY_OPS = _fused.NumpyOps(np)
+
+
+def matmul(xp: Any, dtype: Any) -> Callable[[Any, Any], Any]:
+    """``a @ b`` for operands of ``xp`` in ``dtype``: NumPy float16 products go through float32 BLAS.
+
+    NumPy has no float16 BLAS: its own float16 loop rounds the float32 sum
+    of products to float16, which BLAS in float32 computes ~40x faster.
+    """
+    if array_api_compat.is_numpy_namespace(xp) and dtype == np.float16:
+        return _half_matmul
+    return operator.matmul
+
+
+def _half_matmul(a: Any, b: Any) -> Any:
+    return np.matmul(a, b, dtype=np.float32).astype(np.float16)
 
 
 @functools.cache

@@ -18,10 +18,12 @@ __all__ = [
     "check_weight_memory",
     "device_float_names",
     "dtype_name",
+    "dtype_policy",
     "resolve_dtype",
 ]
 
-_FLOAT_NAMES = ("float16", "float32", "float64")
+_FLOAT_NAMES = ("float16", "float32", "float64")  # parameter dtypes: those a checkpoint holds
+_COMPUTE_NAMES = ("bfloat16", *_FLOAT_NAMES)  # compute dtypes, narrowest first
 _ALIASES = {
     "half": "float16",
     "f2": "float16",
@@ -129,51 +131,127 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float32
 
 
-def _float_name(dtype: Any) -> str:
+def _float_name(dtype: Any, keyword: str, names: tuple[str, ...]) -> str:
     name = dtype_name(dtype)
-    if name not in _FLOAT_NAMES:
+    if name not in names:
         msg = (
-            f"`dtype` must be one of {', '.join(_FLOAT_NAMES)} (a name, a scalar type such as numpy.float32, "
+            f"`{keyword}` must be one of {', '.join(names)} (a name, a scalar type such as numpy.float32, "
             f"or a dtype object of any library), got {dtype!r}"
         )
         raise ValueError(msg)
     return name
 
 
-def device_float_names(*, xp: Any, device: Any) -> tuple[str, ...]:
-    """The floating dtypes ``xp`` can create on ``device``, by name (``("float32", "float64")``)."""
-    names = [name for name in _FLOAT_NAMES if getattr(xp, name, None) is not None]
+def device_float_names(*, xp: Any, device: Any, names: tuple[str, ...] = _FLOAT_NAMES) -> tuple[str, ...]:
+    """The floating dtypes of ``names`` that ``xp`` can create on ``device``, narrowest first.
+
+    ``("float32", "float64")`` for array-api-strict's default device. float16
+    and bfloat16 are outside the array API standard: they count wherever the
+    namespace has them (torch and JAX have both, NumPy and CuPy float16).
+    """
+    present = [name for name in names if getattr(xp, name, None) is not None]
     try:
         listed = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
     except Exception:  # a namespace without a per-device dtype list: trust the attributes
-        return tuple(names)
-    # float16 is outside the array API standard: namespaces that have it do not list it
-    return tuple(name for name in names if name in listed or name not in ("float32", "float64"))
+        return tuple(present)
+    return tuple(name for name in present if name in listed or name not in ("float32", "float64"))
 
 
-def resolve_dtype(dtype: Any, *, xp: Any, device: Any) -> Any:
+def resolve_dtype(
+    dtype: Any,
+    *,
+    xp: Any,
+    device: Any,
+    keyword: str = "dtype",
+    compute: bool = False,
+    owner: str | None = None,
+) -> Any:
     """The floating dtype object of ``xp`` for ``dtype``, checked against what ``device`` supports.
 
     ``None`` is the namespace's default real floating dtype on ``device``
     (float32 where the device has no float64). Any spelling that
-    :func:`dtype_name` reads is accepted. A dtype the device cannot hold
-    (float64 on ``array_api_strict.Device("no_float64")``, or in JAX without
-    x64) raises ValueError: it is never silently downcast.
+    :func:`dtype_name` reads is accepted; ``compute=True`` also accepts
+    bfloat16. A dtype the device cannot hold (float64 on
+    ``array_api_strict.Device("no_float64")``, or in JAX without x64) raises
+    ValueError naming ``keyword`` (or, where ``owner`` kept the dtype rather
+    than a keyword asking for it, ``owner``) and the dtypes the device has: it
+    is never converted silently.
     """
-    info = xp.__array_namespace_info__()
     if dtype is None:
-        return info.default_dtypes(device=device)["real floating"]
-    name = _float_name(dtype)
-    available = device_float_names(xp=xp, device=device)
-    if name not in available:
-        namespace = getattr(xp, "__name__", xp)
-        if getattr(xp, name, None) is None:
-            where = f"by this array namespace ({namespace})"
-        else:
-            where = f"on device {device!r} of {namespace}"
-        hint = f"pass dtype={available[-1]!r}" if available else "use another device"
-        if name == "float64" and array_api_compat.is_jax_namespace(xp):
-            hint += ', or enable float64 in JAX with jax.config.update("jax_enable_x64", True)'
-        msg = f"`dtype` {name} is not supported {where}: it has {', '.join(available) or 'none'}; {hint}"
+        return xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+    names = _COMPUTE_NAMES if compute else _FLOAT_NAMES
+    name = _float_name(dtype, keyword, names)
+    available = device_float_names(xp=xp, device=device, names=names)
+    if name in available:
+        return getattr(xp, name)
+    namespace = getattr(xp, "__name__", xp)
+    what = f"`{keyword}` {name}" if owner is None else f"{owner}'s {keyword} {name}"
+    if getattr(xp, name, None) is None:
+        where = f"by this array namespace ({namespace})"
+    else:
+        where = f"on device {device!r} of {namespace}"
+    ask = "dtype" if owner is not None and keyword == "dtype" else keyword
+    suggest = [n for n in available if n != name and (n != "bfloat16" or compute)]
+    if compute and suggest:  # the narrowest other: a compute dtype is narrower than the parameters
+        hint = f"pass {ask}={suggest[0]!r}"
+    else:
+        hint = f"pass {ask}={suggest[-1]!r}" if suggest else "use another device"
+    if name == "bfloat16" and getattr(xp, name, None) is None:
+        hint += ", or use torch or JAX, which have bfloat16"
+    if name == "float64" and array_api_compat.is_jax_namespace(xp):
+        hint += ', or enable float64 in JAX with jax.config.update("jax_enable_x64", True)'
+    msg = (
+        f"{what} is not supported {where}: it has {', '.join(available) or 'none'}; {hint} "
+        "(nothing is converted silently)"
+    )
+    raise ValueError(msg)
+
+
+def dtype_policy(
+    dtype: Any,
+    param_dtype: Any,
+    compute_dtype: Any,
+    *,
+    xp: Any,
+    device: Any,
+    keep: tuple[str, str] | None = None,
+    owner: str = "the layer",
+) -> tuple[Any, Any]:
+    """``(param dtype, compute dtype)`` objects of ``xp`` on ``device`` from the three dtype keywords.
+
+    ``dtype`` sets both and goes alone. An unset ``param_dtype`` is the
+    namespace's default floating dtype on ``device``, or ``keep[0]`` (the
+    names of ``owner``, a layer being moved or loaded); an unset
+    ``compute_dtype`` is the parameter dtype, or ``keep[1]`` where that
+    differs from ``keep[0]``: a mixed-precision layer stays mixed. Each dtype
+    must exist on ``device`` (see :func:`resolve_dtype`) and the compute dtype
+    may not be wider than the parameter dtype.
+    """
+    if dtype is not None and (param_dtype is not None or compute_dtype is not None):
+        msg = (
+            "`dtype` sets both `param_dtype` and `compute_dtype`: pass it alone or those two, got "
+            f"dtype={dtype!r}, param_dtype={param_dtype!r}, compute_dtype={compute_dtype!r}"
+        )
+        raise TypeError(msg)
+    if dtype is not None:
+        param = resolve_dtype(dtype, xp=xp, device=device)
+        return param, param
+    if param_dtype is None and keep is not None:
+        param = resolve_dtype(keep[0], xp=xp, device=device, owner=owner)
+    else:
+        param = resolve_dtype(param_dtype, xp=xp, device=device, keyword="param_dtype")
+    if compute_dtype is not None:
+        compute = resolve_dtype(compute_dtype, xp=xp, device=device, keyword="compute_dtype", compute=True)
+    elif keep is not None and keep[1] != keep[0]:
+        compute = resolve_dtype(
+            keep[1], xp=xp, device=device, keyword="compute_dtype", compute=True, owner=owner
+        )
+    else:
+        return param, param
+    if compute != param and xp.finfo(compute).bits >= xp.finfo(param).bits:
+        msg = (
+            f"`compute_dtype` {dtype_name(compute)} must be narrower than `param_dtype` "
+            f"{dtype_name(param)} (or the same): the parameters are the master copy"
+        )
         raise ValueError(msg)
-    return getattr(xp, name)
+    return param, compute

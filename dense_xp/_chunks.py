@@ -68,7 +68,9 @@ def predict_chunk(chunk: Any, payload: Payload, dtype: str, width: int) -> Any:
     """The model's output for one chunk of rows, shape ``(rows, width)``."""
     if chunk.shape[0] == 0:
         xp, device = array_api_compat.array_namespace(chunk), array_api_compat.device(chunk)
-        return xp.zeros((0, width), dtype=_checks.resolve_dtype(dtype, xp=xp, device=device), device=device)
+        return xp.zeros(
+            (0, width), dtype=_checks.resolve_dtype(dtype, xp=xp, device=device, compute=True), device=device
+        )
     return payload.replica(chunk).forward(chunk)
 
 

@@ -45,9 +45,7 @@ class _Probe:
         self.xp, self.device = first.xp, first.device
         names = _checks.device_float_names(xp=self.xp, device=self.device)
         self.dtype = getattr(self.xp, names[-1])  # float64 where the device has it
-        for layer in _layers(self.model):
-            for name, p in layer.parameters().items():
-                setattr(layer, name, self.xp.astype(p, self.dtype))
+        self.model.to(self.device, xp=self.xp, dtype=names[-1])  # mixed precision too: one wide dtype
         self.X, self.R, self.Xd = X, self._dev(R), self._dev(X)
 
     def _dev(self, host: Any) -> Any:

@@ -15,6 +15,7 @@ FORMAT = "dense_xp"
 FORMAT_VERSION = 1
 KINDS = ("DenseLayer", "Sequential")
 CODES = {"float16": "<f2", "float32": "<f4", "float64": "<f8"}
+BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}
 ITEMSIZES = {"<f2": 2, "<f4": 4, "<f8": 8}
 MAX_BYTES = 2**20  # of manifest JSON; about 4000 layers
 _TOP_KEYS = {"format", "format_version", "kind", "dense_xp_version", "layers"}
@@ -88,13 +89,22 @@ def _config_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 def _layer_arrays(i: int, entry: Any) -> dict[str, tuple[tuple[int, int], str]]:
     """The (shape, dtype code) of each array of manifest layer ``i``, checked against its config."""
-    if not isinstance(entry, dict) or set(entry) != {"config", "dtype", "arrays"}:
-        raise Invalid(f"manifest layer {i} must be an object with keys 'arrays', 'config', 'dtype'")
+    if not isinstance(entry, dict) or set(entry) - {"compute_dtype"} != {"config", "dtype", "arrays"}:
+        msg = f"manifest layer {i} must be an object with keys 'arrays', 'config', 'dtype'"
+        raise Invalid(f"{msg} (and 'compute_dtype' where it differs from 'dtype')")
     config, dtype, listed = entry["config"], entry["dtype"], entry["arrays"]
     if not isinstance(config, dict):
         raise Invalid(f"layer {i} config must be an object, got {config!r}")
     if dtype not in CODES:
         raise Invalid(f"layer {i} dtype must be a float dtype {tuple(CODES)}, got {dtype!r}")
+    compute = entry.get("compute_dtype", dtype)
+    if (
+        not isinstance(compute, str)
+        or compute not in BITS
+        or (compute != dtype and BITS[compute] >= BITS[dtype])
+    ):
+        problem = f"layer {i} compute_dtype must be its dtype or a narrower one of {tuple(BITS)}"
+        raise Invalid(f"{problem}, got {compute!r}")
     try:
         shapes = _config_shapes(config)
     except (TypeError, ValueError) as exc:
@@ -119,6 +129,12 @@ def _layer_arrays(i: int, entry: Any) -> dict[str, tuple[tuple[int, int], str]]:
     return arrays
 
 
+def compute_dtype(entry: dict[str, Any]) -> str:
+    """The compute dtype of a manifest layer: its ``dtype`` where none is written."""
+    name: str = entry.get("compute_dtype", entry["dtype"])
+    return name
+
+
 def rule(shapes: dict[str, tuple[int, int]]) -> str:
     """How the parameter shapes of one layer follow from its config."""
     return f"W must be (input_size, output_size) = {shapes['W']} and b (1, output_size)"
@@ -134,4 +150,9 @@ def layer_arrays(manifest: dict[str, Any]) -> list[dict[str, tuple[tuple[int, in
             raise Invalid(f"layer {i} takes {n_in} inputs but layer {i - 1} gives {n_prev}")
         if specs[i]["dtype"] != specs[0]["dtype"]:
             raise Invalid(f"layer {i} is {specs[i]['dtype']} but layer 0 is {specs[0]['dtype']}")
+        if compute_dtype(specs[i]) != compute_dtype(specs[0]):
+            problem = (
+                f"layer {i} computes in {compute_dtype(specs[i])} but layer 0 in {compute_dtype(specs[0])}"
+            )
+            raise Invalid(problem)
     return arrays

@@ -9,6 +9,9 @@ pickled) holding each parameter little-endian under ``layers.<i>.W`` and
      "layers": [{"config": layer.get_config(), "dtype": "float32",
                  "arrays": {"W": {"shape": [4, 8], "dtype": "<f4"}, "b": {...}}}]}
 
+``dtype`` is the parameter dtype; a mixed-precision layer also has
+``"compute_dtype": "float16"`` (a layer without it computes in ``dtype``).
+
 Loading refuses anything but a regular file before opening it, then checks
 the zip directory (member names, uncompressed sizes) and the manifest against
 each other before decompressing anything, and each array's ``.npy`` header
@@ -108,8 +111,8 @@ def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
     Parameters
     ----------
     obj : DenseLayer or Sequential
-        Its configs, dtype and parameters are saved; gradients, optimizer
-        state and the device are not.
+        Its configs, dtypes (parameter and compute) and parameters are saved;
+        gradients, optimizer state and the device are not.
     path : str or os.PathLike
         Written exactly as given (no ``.npz`` suffix is added). The write is
         atomic: a new file in the same directory is filled, flushed to disk,
@@ -135,6 +138,9 @@ def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
             arrays[f"layers.{i}.{param}"] = host
             listed[param] = {"shape": [int(n) for n in host.shape], "dtype": _manifest.CODES[dtype]}
         entries.append({"config": layer.get_config(), "dtype": dtype, "arrays": listed})
+        compute = _checks.dtype_name(layer.compute_dtype)
+        if compute != dtype:
+            entries[-1]["compute_dtype"] = compute
     raw = _manifest.encode(kind, entries)
     if len(raw) > _manifest.MAX_BYTES:
         msg = f"`obj` has {len(layers)} layers: its manifest would take {len(raw)} bytes, more than the"
@@ -238,7 +244,15 @@ def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return manifest, arrays
 
 
-def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) -> DenseLayer | Sequential:
+def load(
+    path: str | os.PathLike[str],
+    device: Any = None,
+    *,
+    xp: Any = None,
+    dtype: Any = None,
+    param_dtype: Any = None,
+    compute_dtype: Any = None,
+) -> DenseLayer | Sequential:
     """Rebuild the DenseLayer or Sequential saved at ``path`` on ``device`` (of ``xp``).
 
     Parameters
@@ -251,17 +265,23 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
         (or ``xp``'s default device when ``xp`` is given).
     xp : namespace, optional
         Any array API namespace.
+    dtype, param_dtype, compute_dtype : str or dtype object, optional
+        Other dtypes than the saved ones, as for :meth:`DenseLayer.to`.
 
     Returns
     -------
     DenseLayer or Sequential
-        The kind that was saved, with the saved configs and dtype; ``W`` has
-        shape (input_size, output_size) and ``b`` (1, output_size).
+        The kind that was saved, with the saved configs and dtypes (unless
+        asked for others); ``W`` has shape (input_size, output_size) and ``b``
+        (1, output_size).
 
     Raises
     ------
     FileNotFoundError
         There is no file at ``path``.
+    ValueError
+        ``device`` lacks a saved dtype (the message names those it has:
+        nothing is converted silently), or a dtype keyword is invalid.
     CheckpointError
         ``path`` is not a regular file, or the file is not an ``.npz``, is
         truncated, holds pickled objects or members its manifest does not
@@ -273,9 +293,12 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
     name = _path(path)
     manifest, arrays = _read(name)
     specs = manifest["layers"]
+    keep = (specs[0]["dtype"], _manifest.compute_dtype(specs[0]))
+    dtypes = _checks.dtype_policy(
+        dtype, param_dtype, compute_dtype, xp=xp, device=device, keep=keep, owner="the checkpoint"
+    )
     layers = []
     for i, (spec, params) in enumerate(zip(specs, arrays, strict=True)):
-        dtype = _checks.resolve_dtype(spec["dtype"], xp=xp, device=device)
         activation = spec["config"].get("activation")
         if isinstance(activation, str) and activation not in ACTIVATIONS:
             problem = (
@@ -284,11 +307,13 @@ def load(path: str | os.PathLike[str], device: Any = None, *, xp: Any = None) ->
             problem += f" dense_xp.register_activation({activation!r}, forward, backward) before loading"
             raise _error(name, problem)
         try:
-            layer = DenseLayer(**spec["config"], dtype=spec["dtype"], device=device, xp=xp)
+            layer = DenseLayer(
+                **spec["config"], param_dtype=dtypes[0], compute_dtype=dtypes[1], device=device, xp=xp
+            )
         except (TypeError, ValueError) as exc:
             raise _error(name, f"layer {i} has an invalid config: {exc}") from None
         for param, host in params.items():
-            setattr(layer, param, _backend.from_host(host, xp=xp, device=device, dtype=dtype, copy=True))
+            setattr(layer, param, _backend.from_host(host, xp=xp, device=device, dtype=dtypes[0], copy=True))
         layers.append(layer)
     if manifest["kind"] == "DenseLayer":
         return layers[0]

@@ -56,12 +56,19 @@ def load_digits_split(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     return X_train, X_test, y_train, y_test
 
 
-def build_model(seed: int = 0, *, dtype: Any = "float32", device: Any = None, xp: Any = None) -> Sequential:
-    """The 64 -> 128 (relu) -> 10 MLP of the demo."""
+def build_model(
+    seed: int = 0, *, dtype: Any = "float32", compute_dtype: Any = None, device: Any = None, xp: Any = None
+) -> Sequential:
+    """The 64 -> 128 (relu) -> 10 MLP of the demo.
+
+    Parameters in ``dtype``; forward and backward in ``compute_dtype``, which
+    is ``dtype`` when ``None`` (``"float16"`` is mixed precision).
+    """
+    kwargs = {"param_dtype": dtype, "compute_dtype": compute_dtype, "device": device, "xp": xp}
     return Sequential(
         [
-            DenseLayer(64, HIDDEN, "relu", seed=seed, init="he_normal", dtype=dtype, device=device, xp=xp),
-            DenseLayer(HIDDEN, 10, seed=seed + 1, init="glorot_uniform", dtype=dtype, device=device, xp=xp),
+            DenseLayer(64, HIDDEN, "relu", seed=seed, init="he_normal", **kwargs),
+            DenseLayer(HIDDEN, 10, seed=seed + 1, init="glorot_uniform", **kwargs),
         ]
     )
 
@@ -114,6 +121,7 @@ def train_digits(
     epochs: int = 20,
     seed: int = 0,
     dtype: Any = "float32",
+    compute_dtype: Any = None,
     progress: bool = True,
     baseline: bool = True,
     save_to: Any = None,
@@ -129,7 +137,10 @@ def train_digits(
     epochs, seed : int
         Training length and the seed of the split, weights and shuffling.
     dtype : str
-        ``"float32"`` or ``"float64"``.
+        ``"float32"`` or ``"float64"``: the parameter dtype.
+    compute_dtype : str, optional
+        The dtype of forward and backward, ``dtype`` where ``None``;
+        ``"float16"`` is mixed precision (see :func:`build_model`).
     progress : bool
         tqdm bars for both trainings (where a terminal is attached).
     baseline : bool
@@ -150,7 +161,7 @@ def train_digits(
     """
     epochs = _checks.check_int(epochs, "epochs", minimum=0)
     _require("sklearn", *(["matplotlib"] if plot_to is not None else []))
-    model = build_model(seed, dtype=dtype, device=device, xp=xp)
+    model = build_model(seed, dtype=dtype, compute_dtype=compute_dtype, device=device, xp=xp)
     steps = _Steps(2 + baseline + (save_to is not None or plot_to is not None), log)
     with steps.step("load", "loading scikit-learn's digits") as detail:
         X_train, X_test, y_train, y_test = load_digits_split(seed)

@@ -122,7 +122,7 @@ def predict(model: Any, X: Any, batch_size: int | None = None) -> Any:
 
     Returns
     -------
-    dask.array.Array, shape (n, output_size), in the model's dtype
+    dask.array.Array, shape (n, output_size), in the model's ``compute_dtype``
         One chunk per chunk of ``X``, of its array library and device. The
         parameters are those at the time of the call.
     """
@@ -130,7 +130,7 @@ def predict(model: Any, X: Any, batch_size: int | None = None) -> Any:
     if batch_size is not None:
         _checks.check_int(batch_size, "batch_size")
     X = _check_array(X, "X", width=model.layers[0].input_size)
-    width, dtype = model.layers[-1].output_size, _checks.dtype_name(model.dtype)
+    width, dtype = model.layers[-1].output_size, _checks.dtype_name(model.compute_dtype)
     return X.map_blocks(
         _chunks.predict_chunk,
         _dask_fit.send(dask, model),
@@ -219,6 +219,14 @@ def fit(
             "`model.to('cpu').fit(X, y, ...)` with X and y Dask arrays; `predict` on Dask arrays stays lazy"
         )
         raise TypeError(msg)
+    if model.compute_dtype != model.param_dtype:
+        msg = (
+            f"`fit` on Dask arrays trains in one dtype; this model computes in "
+            f"{_checks.dtype_name(model.compute_dtype)} under {_checks.dtype_name(model.param_dtype)} "
+            "parameters (mixed precision, which needs loss scaling per step): move it with "
+            f"`model.to(dtype={_checks.dtype_name(model.param_dtype)!r})` first, or train on in-memory arrays"
+        )
+        raise ValueError(msg)
     dask = _dask()
     loss, optimizer = get_loss(loss), get_optimizer(optimizer)
     epochs = _checks.check_int(epochs, "epochs", minimum=0)

@@ -6,6 +6,10 @@ array-api-strict), new arrays otherwise (JAX). State -- momentum buffers,
 Adam moments -- is created on the first step on each parameter's device and
 dtype, and kept per parameter position; :meth:`Optimizer.reset` clears it.
 Gradients are never modified.
+
+A 16-bit parameter (float16, bfloat16) keeps its state in float32 and is
+updated through float32: in float16, Adam's ``eps=1e-8`` is 0 and ``g * g``
+underflows for gradients below about 2e-4.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ def _arrays(values: Any, name: str) -> list[Any]:
     return list(values)
 
 
+def _wide(dtype: Any, *, xp: Any) -> Any:
+    """The dtype of state and arithmetic for parameters of ``dtype``: float32 for 16-bit floats."""
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
 def _signature(a: Any) -> tuple[Any, ...]:
     return tuple(a.shape), a.dtype, array_api_compat.device(a)
 
@@ -89,6 +98,7 @@ class Optimizer:
         self.state: list[dict[str, Any]] = []
         self.steps = 0
         self._signatures: list[tuple[Any, ...]] | None = None
+        self._wide: list[Any] = []  # per position: the dtype of state and arithmetic
 
     @property
     def lr(self) -> float:
@@ -101,7 +111,7 @@ class Optimizer:
 
     def reset(self) -> None:
         """Forget all state: the next step starts afresh (for any parameters)."""
-        self.state, self.steps, self._signatures = [], 0, None
+        self.state, self.steps, self._signatures, self._wide = [], 0, None, []
 
     def step(self, params: Sequence[Any], grads: Sequence[Any]) -> list[Any]:
         """Take one optimization step.
@@ -153,16 +163,27 @@ class Optimizer:
             self._check_signatures(signatures)
         with _backend.on_device(signatures[0][2]):  # state and updates on the parameters' device
             if self._signatures is None:
+                self._wide = [_wide(p.dtype, xp=xp) for p in params]
                 self.state = [
-                    {name: xp.zeros_like(p, device=sig[2]) for name in self._state_names}
-                    for p, sig in zip(params, signatures, strict=True)
+                    {name: xp.zeros_like(p, dtype=wide, device=sig[2]) for name in self._state_names}
+                    for p, sig, wide in zip(params, signatures, self._wide, strict=True)
                 ]
                 self._signatures = signatures
             self.steps += 1
-            return [
-                self._update(i, p, g, xp=xp, inplace=array_api_compat.is_writeable_array(p))
-                for i, (p, g) in enumerate(zip(params, grads, strict=True))
-            ]
+            return [self._apply(i, p, g, xp=xp) for i, (p, g) in enumerate(zip(params, grads, strict=True))]
+
+    def _apply(self, i: int, p: Any, g: Any, *, xp: Any) -> Any:
+        """:meth:`_update` of ``p``, through float32 for a 16-bit ``p``."""
+        inplace = array_api_compat.is_writeable_array(p)
+        wide = self._wide[i]
+        if wide == p.dtype:
+            return self._update(i, p, g, xp=xp, inplace=inplace)
+        new = self._update(i, xp.astype(p, wide), xp.astype(g, wide), xp=xp, inplace=inplace)  # copies
+        new = xp.astype(new, p.dtype)
+        if not inplace:
+            return new
+        p[...] = new
+        return p
 
     def check(self, params: Sequence[Any]) -> None:
         """Refuse ``params`` that the state of earlier steps does not fit, before any gradient is computed.

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from . import _backend, _checks, distributed
 from ._guard import Guard, TrainingDivergedError
+from ._scaling import LossScaler
 from .layer import DenseLayer
 from .losses import accuracy, get_loss
 from .optimizers import get_optimizer
@@ -20,6 +21,10 @@ METRICS = ("accuracy",)
 CHECK_EVERY = 32  # batches between two divergence checks in fit
 
 
+def _placement(layer: DenseLayer) -> tuple[Any, ...]:
+    return layer.xp, layer.device, layer.param_dtype, layer.compute_dtype
+
+
 class Sequential:
     """Layers applied in order: ``y = layers[-1](...(layers[0](X)))``.
 
@@ -27,9 +32,9 @@ class Sequential:
     ----------
     layers : sequence of DenseLayer
         At least one; each layer's ``input_size`` is the previous ``output_size``
-        and all live on one device with one dtype. Each layer object appears
-        once (no weight sharing). Kept as a tuple: the stack cannot change after
-        construction.
+        and all live on one device with one ``param_dtype`` and one
+        ``compute_dtype``. Each layer object appears once (no weight sharing).
+        Kept as a tuple: the stack cannot change after construction.
     """
 
     def __init__(self, layers: Sequence[DenseLayer]) -> None:
@@ -51,10 +56,10 @@ class Sequential:
             if a.output_size != b.input_size:
                 msg = f"`layers[{i + 1}]` takes {b.input_size} inputs but `layers[{i}]` gives {a.output_size}"
                 raise ValueError(msg)
-            if (a.xp, a.device, a.dtype) != (b.xp, b.device, b.dtype):
+            if _placement(a) != _placement(b):
                 msg = (
-                    f"`layers` must share one device and dtype: layer {i} is {a!r}, layer {i + 1} is {b!r}; "
-                    "move them with .to(...)"
+                    f"`layers` must share one device and dtype (param_dtype and compute_dtype): layer {i} is "
+                    f"{a!r}, layer {i + 1} is {b!r}; move them with .to(...)"
                 )
                 raise ValueError(msg)
         self._layers: tuple[DenseLayer, ...] = layers
@@ -66,7 +71,13 @@ class Sequential:
 
     xp = property(lambda self: self.layers[0].xp, doc="The array namespace of the parameters.")
     device = property(lambda self: self.layers[0].device, doc="The device of the parameters.")
-    dtype = property(lambda self: self.layers[0].dtype, doc="The dtype of the parameters.")
+    dtype = property(lambda self: self.layers[0].dtype, doc="The dtype of the parameters, ``param_dtype``.")
+    param_dtype = property(
+        lambda self: self.layers[0].param_dtype, doc="The dtype of parameters, gradients and the loss."
+    )
+    compute_dtype = property(
+        lambda self: self.layers[0].compute_dtype, doc="The dtype of forward, backward and ``predict``."
+    )
 
     @_backend.runs_on_device
     def forward(self, X: Any) -> Any:
@@ -91,10 +102,26 @@ class Sequential:
         """Every trainable array, in layer order (``W``, then ``b``)."""
         return [p for layer in self.layers for p in layer.parameters().values()]
 
-    def to(self, device: Any = None, *, xp: Any = None) -> Sequential:
-        """Move every layer to ``device`` (of ``xp``); returns the model."""
+    def to(
+        self,
+        device: Any = None,
+        *,
+        xp: Any = None,
+        dtype: Any = None,
+        param_dtype: Any = None,
+        compute_dtype: Any = None,
+    ) -> Sequential:
+        """Move every layer to ``device`` (of ``xp``), in the dtypes asked for; returns the model.
+
+        The dtype keywords are those of :meth:`DenseLayer.to`: a device that
+        lacks a dtype raises ValueError before any layer moves.
+        """
+        dtypes = {"dtype": dtype, "param_dtype": param_dtype, "compute_dtype": compute_dtype}
+        new_xp, new_device = _backend.resolve_device(device, xp=xp)
+        keep = (_checks.dtype_name(self.param_dtype), _checks.dtype_name(self.compute_dtype))
+        _checks.dtype_policy(**dtypes, xp=new_xp, device=new_device, keep=keep, owner="the model")
         for layer in self.layers:
-            layer.to(device, xp=xp)
+            layer.to(device, xp=xp, **dtypes)
         return self
 
     def save(self, path: Any) -> None:
@@ -186,7 +213,10 @@ class Sequential:
         -------
         dict
             Per-epoch ``"loss"`` and ``"accuracy"`` (and ``"val_loss"``,
-            ``"val_accuracy"`` with validation data).
+            ``"val_accuracy"`` with validation data). With a float16
+            ``compute_dtype`` under wider parameters, dynamic loss scaling
+            (see :mod:`dense_xp._scaling`) adds the scale at the end of each
+            epoch, ``"loss_scale"``, and the steps it skipped, ``"skipped_steps"``.
 
         Raises
         ------
@@ -194,10 +224,18 @@ class Sequential:
             The loss, a parameter or the optimizer state became NaN or infinite
             (for example from non-finite gradients). The parameters and the
             optimizer state are restored to their last checked finite values;
-            the error names the epoch and the window of batches.
+            the error names the epoch and the window of batches. With loss
+            scaling, also when the gradients overflow at every loss scale.
         TypeError, ValueError
             A bad argument, or an optimizer holding state for parameters of
             other shapes; nothing is changed.
+
+        Notes
+        -----
+        The loss is computed in ``param_dtype``: the model's output is cast up
+        to it, and the loss gradient back down to ``compute_dtype``. Loss
+        scaling reads one value from the device per batch (whether the
+        gradients are finite), as ``torch.amp.GradScaler`` does.
         """
         if distributed.is_dask(X, y) or distributed.is_lazy(self):  # Dask arrays: dense_xp.distributed
             history = distributed.fit(
@@ -239,23 +277,26 @@ class Sequential:
     ) -> dict[str, list[float]]:  # fmt: skip
         history: dict[str, list[float]] = {"loss": [], "accuracy": []}
         n = X.shape[0]
+        scaler = LossScaler() if self._loss_scaling else None
         for epoch in range(1, epochs + 1):
             order = rng.permutation(n) if shuffle else None
             with tqdm(
                 total=n, desc=f"epoch {epoch}/{epochs}", unit="sample", disable=None if progress else True
             ) as bar:
-                scores = self._epoch(X, y, loss, optimizer, batch_size, order, epoch, bar, guard)
+                scores = self._epoch(X, y, loss, optimizer, batch_size, order, epoch, bar, guard, scaler)
                 if validation_data is not None:
                     val = self._evaluate(*validation_data, loss=loss, batch_size=batch_size)
                     scores |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
                 bar.set_postfix({name: f"{value:.4f}" for name, value in scores.items()})
+            if scaler is not None:
+                scores |= scaler.record()
             for name, value in scores.items():
                 history.setdefault(name, []).append(value)
         return history
 
     def _epoch(
         self, X: Any, y: Any, loss: Any, optimizer: Any, batch_size: int, order: Any, epoch: int, bar: Any,
-        guard: Guard,
+        guard: Guard, scaler: LossScaler | None,
     ) -> dict[str, float]:  # fmt: skip
         """One pass over the data; the running sums stay on the device between checks."""
         xp, device, n = self.xp, self.device, X.shape[0]
@@ -264,10 +305,14 @@ class Sequential:
         window, total_acc = guard.zero(), guard.zero()
         batches = _backend.device_batches((X, y), self._batches(n, batch_size, order), xp=xp, device=device)
         for batch, (Xb, yb) in enumerate(batches, start=1):
-            out = self.forward(Xb)
+            out = self._widen(self.forward(Xb))
             value, grad = loss(out, yb)
-            self.backward(grad)
-            self._step(optimizer)
+            if scaler is None:
+                self.backward(grad)
+                self._step(optimizer)
+            else:
+                self.backward(grad * scaler.scale)
+                self._scaled_step(optimizer, scaler, epoch, batch)
             m = out.shape[0]
             window = window + guard.widen(value) * m
             total_acc = total_acc + guard.widen(accuracy(out, yb)) * m
@@ -291,6 +336,33 @@ class Sequential:
     def _step(self, optimizer: Any) -> None:
         grads = [layer.grads[name] for layer, name in self._slots()]
         self._set_parameters(optimizer.step(self.parameters(), grads))
+
+    @property
+    def _loss_scaling(self) -> bool:
+        """Whether ``fit`` scales the loss: float16 compute under wider parameters."""
+        compute = self.compute_dtype
+        return _checks.dtype_name(compute) == "float16" and compute != self.param_dtype
+
+    def _widen(self, out: Any) -> Any:
+        """The model's output in ``param_dtype``, for the loss."""
+        return out if out.dtype == self.param_dtype else self.xp.astype(out, self.param_dtype)
+
+    def _scaled_step(self, optimizer: Any, scaler: LossScaler, epoch: int, batch: int) -> None:
+        """The optimizer step on the unscaled gradients, or none where they are not all finite."""
+        slots = self._slots()
+        grads = [layer.grads[name] for layer, name in slots]
+        finite = scaler.unscale(grads)
+        for (layer, name), grad in zip(slots, grads, strict=True):
+            layer.grads[name] = grad
+        if finite:
+            self._set_parameters(optimizer.step(self.parameters(), grads))
+        scaler.update(finite)
+        if scaler.exhausted:
+            msg = (
+                f"training diverged at epoch {epoch}, batch {batch}: the gradients are not finite "
+                f"even at loss scale {scaler.scale:g}"
+            )
+            raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
 
     # -- inference -------------------------------------------------------------
     @_backend.runs_on_device
@@ -331,7 +403,7 @@ class Sequential:
         total_loss, total_acc = xp.zeros((), dtype=self.dtype, device=device), 0.0
         batches = _backend.device_batches((X, y), self._batches(n, batch_size, None), xp=xp, device=device)
         for Xb, yb in batches:
-            out = self.forward(Xb)
+            out = self._widen(self.forward(Xb))
             total_loss = total_loss + loss(out, yb)[0] * out.shape[0]
             total_acc = total_acc + accuracy(out, yb) * out.shape[0]
         return {"loss": float(total_loss) / n, "accuracy": float(total_acc) / n}
@@ -382,7 +454,7 @@ class Sequential:
                 f"got {name!r} ({source})"
             )
             raise ValueError(msg)
-        z = self.predict(X, batch_size)
+        z = self._widen(self.predict(X, batch_size))  # probabilities in param_dtype, as the loss
         xp = self.xp
         if name == "binary_cross_entropy":
             e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow

@@ -108,8 +108,12 @@ def test_float16_round_trip(backend, tmp_path):
     saved = _layer(3, 2, seed=5, init="he_normal", dtype="float16", device="cpu", xp=None)
     save(saved, tmp_path / "h.npz")
     if getattr(xp, "float16", None) is None:
-        with pytest.raises(ValueError, match=r"`dtype` float16 is not supported by this array namespace"):
+        with pytest.raises(ValueError, match=r"checkpoint's dtype float16 is not supported by this array"):
             load(tmp_path / "h.npz", device, xp=xp)
+        wider = load(tmp_path / "h.npz", device, xp=xp, dtype="float32")  # asked for: float16 is exact in it
+        assert wider.dtype == xp.float32
+        for name, value in saved.parameters().items():
+            np.testing.assert_array_equal(host(wider.parameters()[name]), host(value))
         return
     back = load(tmp_path / "h.npz", device, xp=xp)
     assert _on(back, xp, device)

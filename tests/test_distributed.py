@@ -227,7 +227,7 @@ def test_model_saved_after_distributed_fit_loads_anywhere(saved, backend):
     xp, device = backend
     model, path = saved
     if wide(xp, device) != "float64":  # a float64 checkpoint is never downcast silently
-        with pytest.raises(ValueError, match=r"`dtype` float64 is not supported on device"):
+        with pytest.raises(ValueError, match=r"checkpoint's dtype float64 is not supported on device"):
             dense_xp.load(path, device=device, xp=xp)
         return
     loaded = dense_xp.load(path, device=device, xp=xp)
@@ -337,6 +337,26 @@ def test_predict_and_evaluate_refuse_bad_input(client):
         model.evaluate(Xd, yd + 5, loss=LOSS)
     with pytest.raises(ValueError, match=r"`metrics` must be a sequence of names"):
         model.evaluate(Xd, yd, loss=LOSS, metrics=["f1"])
+
+
+# -- mixed precision -------------------------------------------------------------------------
+def test_a_mixed_precision_model_predicts_on_dask_data_and_refuses_to_train_on_it():
+    mixed = Sequential(
+        [
+            DenseLayer(6, 8, "relu", seed=0, param_dtype="float32", compute_dtype="float16"),
+            DenseLayer(8, 3, seed=1, param_dtype="float32", compute_dtype="float16"),
+        ]
+    )
+    X, y = _data()
+    Xd, yd = _dask(X, y, persist=False)
+    out = mixed.predict(Xd)  # the default scheduler: no cluster needed
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out.compute(), mixed.predict(X))
+    before = _params(mixed)
+    with pytest.raises(ValueError, match=r"computes in float16 under float32 .*model.to\(dtype='float32'\)"):
+        mixed.fit(Xd, yd, loss=LOSS, progress=False)
+    for p, q in zip(_params(mixed), before, strict=True):
+        np.testing.assert_array_equal(p, q)
 
 
 # -- lazy models (xp=dask.array) -----------------------------------------------------------

@@ -135,6 +135,37 @@ def test_float32_against_float64(backend, name, kwargs):
         np.testing.assert_allclose(got, ref, rtol=0, atol=tol(xp.float32, xp, 256.0) * scale)
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [SETTINGS[i] for i in (1, 6, 9)], ids=[IDS[i] for i in (1, 6, 9)]
+)
+def test_float16_parameters_keep_float32_state(backend, name, kwargs):
+    """In float16, Adam's eps=1e-8 is 0 and g*g underflows: state and arithmetic are float32."""
+    xp, device = backend
+    if getattr(xp, "float16", None) is None:
+        pytest.skip("this namespace has no float16")
+    params0, grads = _draws(5)
+    grads = [[g * 1e-4 for g in step] for step in grads]  # g*g underflows float16
+    opt, ref = get_optimizer(name, **kwargs), get_optimizer(name, **kwargs)
+    params = [xp.asarray(p, dtype=xp.float16, device=device) for p in params0]
+    expected = [xp.asarray(p, dtype=xp.float16, device=device) for p in params0]
+    for step in grads:
+        half = [xp.asarray(g, dtype=xp.float16, device=device) for g in step]
+        new = opt.step(params, half)
+        for p, q in zip(params, new, strict=True):
+            assert (q is p) == array_api_compat.is_writeable_array(p)
+            assert q.dtype == xp.float16
+        params = new
+        wide = ref.step(
+            [xp.astype(p, xp.float32) for p in expected], [xp.astype(g, xp.float32) for g in half]
+        )
+        expected = [xp.astype(p, xp.float16) for p in wide]
+        for got, want in zip(params, expected, strict=True):
+            np.testing.assert_array_equal(host(got), host(want))  # the float32 update, rounded once
+    assert all(a.dtype == xp.float32 for state in opt.state for a in state.values())
+    moved = max(np.abs(host(p) - p0).max() for p, p0 in zip(params, params0, strict=True))
+    assert 1e-4 < moved < 1
+
+
 def _snapshot(opt, params):
     return (
         opt.steps,
