@@ -128,6 +128,24 @@ def test_demo_on_missing_cuda_fails_in_one_line_with_the_public_name(capsys):
     assert line.startswith("python -m dense_xp: error: dense_xp.DeviceUnavailableError: device 'cuda'")
 
 
+def test_demo_compute_dtype_reaches_the_model(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    seen = {}
+
+    def train(**kwargs):
+        seen.update(kwargs)
+
+    monkeypatch.setattr("dense_xp.demo.train_digits", train)
+    argv = ["demo", "--device", "cpu", "--compute-dtype", "float16", "--save", str(tmp_path / "m.npz")]
+    assert cli.main(argv) == 0
+    assert (seen["dtype"], seen["compute_dtype"]) == ("float32", "float16")
+    assert capsys.readouterr().out.startswith(
+        f"dense_xp {dense_xp.__version__} demo: a 64-128-10 MLP on scikit-learn's digits, "
+        "float32 (computing in float16)"
+    )
+
+
 def test_demo_without_scikit_learn_says_what_to_install(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     assert cli.main(["demo", "--device", "cpu"]) == 1
