@@ -12,6 +12,7 @@ from typing import Any, Literal, overload
 import array_api_compat
 
 __all__ = [
+    "check_bool",
     "check_int",
     "check_lr",
     "check_seed",
@@ -36,6 +37,14 @@ _ALIASES = {
     "f8": "float64",
     "d": "float64",
 }
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (0, 1 and None are refused: a flag is spelled True or False)."""
+    if not isinstance(value, bool):
+        msg = f"`{name}` must be True or False, got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    return value
 
 
 def check_int(value: Any, name: str, *, minimum: int = 1) -> int:

@@ -16,7 +16,15 @@ import array_api_compat
 from . import _backend, _checks
 from .losses import accuracy
 
-__all__ = ["Payload", "add", "evaluate_chunk", "gradient_chunk", "predict_chunk", "validate_chunk"]
+__all__ = [
+    "Payload",
+    "add",
+    "evaluate_chunk",
+    "gradient_chunk",
+    "nonfinite_chunk",
+    "predict_chunk",
+    "validate_chunk",
+]
 
 
 class Payload:
@@ -72,6 +80,19 @@ def predict_chunk(chunk: Any, payload: Payload, dtype: str, width: int) -> Any:
             (0, width), dtype=_checks.resolve_dtype(dtype, xp=xp, device=device, compute=True), device=device
         )
     return payload.replica(chunk).forward(chunk)
+
+
+def nonfinite_chunk(chunk: Any) -> tuple[int, int, tuple[int, ...] | None]:
+    """``(rows, NaN or infinite values, index of the first in the chunk or None)`` of one chunk.
+
+    One reduction on the chunk's device; the chunk comes to the host only
+    when it holds a bad value, to find the first.
+    """
+    xp = array_api_compat.array_namespace(chunk)
+    if not xp.isdtype(chunk.dtype, "real floating") or bool(xp.all(xp.isfinite(chunk))):
+        return chunk.shape[0], 0, None
+    bad = ~_backend.to_numpy(xp.isfinite(chunk))
+    return chunk.shape[0], int(bad.sum()), tuple(int(i[0]) for i in bad.nonzero())  # row-major first
 
 
 def validate_chunk(payload: Payload, y: Any, n_outputs: int) -> None:

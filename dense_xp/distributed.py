@@ -190,6 +190,7 @@ def fit(
     validation_data: tuple[Any, Any] | None = None,
     seed: int | None = None,
     progress: bool = True,
+    check_finite: bool = True,
 ) -> dict[str, list[float]]:
     """Synchronous data-parallel training on Dask arrays (see the module docstring).
 
@@ -206,6 +207,11 @@ def fit(
         Rows per step; ``None`` takes all rows.
     loss, optimizer, epochs, shuffle, validation_data, seed, progress
         As in :meth:`Sequential.fit`; ``validation_data`` may hold Dask or host arrays.
+    check_finite : bool, default True
+        Refuse NaN or infinite values in ``X``, ``y`` or ``validation_data``
+        before training, naming the argument, the count and the first index,
+        as in-memory ``fit`` does. The check is one pass over the chunks, in the
+        same computation that validates the targets.
 
     Returns
     -------
@@ -229,6 +235,8 @@ def fit(
         raise ValueError(msg)
     dask = _dask()
     loss, optimizer = get_loss(loss), get_optimizer(optimizer)
+    for name, flag in (("shuffle", shuffle), ("progress", progress), ("check_finite", check_finite)):
+        _checks.check_bool(flag, name)
     epochs = _checks.check_int(epochs, "epochs", minimum=0)
     if batch_size is not None:
         batch_size = _checks.check_int(batch_size, "batch_size", minimum=1)
@@ -243,19 +251,43 @@ def fit(
     if X.shape[0] == 0:
         msg = f"`X` must have shape (n, {model.layers[0].input_size}) with n >= 1, got {tuple(X.shape)}"
         raise ValueError(msg)
-    targets = [y]
+    targets, data = [y], {"X": X, "y": y}
     if validation_data is not None:
-        validation_data, checked = _validation(model, validation_data, loss)
+        validation_data, checked = _validation(model, validation_data, loss, check_finite)
         targets += checked
+        if checked:
+            data |= {"validation_data[0]": validation_data[0], "validation_data[1]": validation_data[1]}
     payload = _dask_fit.send(dask, model, loss)
     check, k = dask.delayed(_chunks.validate_chunk, pure=False), model.layers[-1].output_size
-    dask.compute(*[check(payload, part, k) for parts in _dask_fit.blocks(*targets) for part in parts])
+    tasks = [check(payload, part, k) for parts in _dask_fit.blocks(*targets) for part in parts]
+    chunks = _dask_fit.blocks(*data.values()) if check_finite else []
+    scan = dask.delayed(_chunks.nonfinite_chunk, pure=True)
+    found = iter(dask.compute(*tasks, *(scan(part) for parts in chunks for part in parts))[len(tasks) :])
+    for name, parts in zip(data, chunks, strict=False):  # one pass with the targets' checks
+        _refuse_nonfinite(name, [next(found) for _ in parts])
     with _backend.float_errors_ignored():
         trainer = _dask_fit.Trainer(dask, model, X, y, loss, optimizer)
         return trainer.run(epochs, batch_size, shuffle, validation_data, rng, progress)
 
 
-def _validation(model: Any, data: Any, loss: Any) -> tuple[tuple[Any, Any], list[Any]]:
+def _refuse_nonfinite(name: str, per_chunk: list[tuple[int, int, tuple[int, ...] | None]]) -> None:
+    """The ValueError of in-memory ``fit`` for the Dask array ``name``, from its chunks' counts."""
+    offset, total, first = 0, 0, None
+    for rows, bad, index in per_chunk:
+        if first is None and index is not None:
+            first = (offset + index[0], *index[1:])
+        offset, total = offset + rows, total + bad
+    if total:
+        msg = (
+            f"`{name}` must hold finite numbers, got {total} NaN or infinite value(s), the first at index "
+            f"{first}; clean the data, or pass check_finite=False to skip this check"
+        )
+        raise ValueError(msg)
+
+
+def _validation(
+    model: Any, data: Any, loss: Any, check_finite: bool = False
+) -> tuple[tuple[Any, Any], list[Any]]:
     """Checked ``(X_val, y_val)`` and the Dask targets among them, still to be validated."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         msg = f"`validation_data` must be a pair (X_val, y_val), got {type(data).__name__}"
@@ -263,4 +295,5 @@ def _validation(model: Any, data: Any, loss: Any) -> tuple[tuple[Any, Any], list
     if is_dask(*data):
         pair = _check_pair(model, *data, names=("validation_data[0]", "validation_data[1]"))
         return pair, [pair[1]]
-    return model._data(*data, loss, names=("validation_data[0]", "validation_data[1]")), []
+    names = ("validation_data[0]", "validation_data[1]")
+    return model._data(*data, loss, names=names, check_finite=check_finite), []

@@ -241,6 +241,7 @@ class Sequential:
             history = distributed.fit(
                 self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
                 shuffle=shuffle, validation_data=validation_data, seed=seed, progress=progress,
+                check_finite=check_finite,
             )  # fmt: skip
             self._fitted_loss = getattr(get_loss(loss), "name", None)  # read by predict_proba
             return history
@@ -250,9 +251,7 @@ class Sequential:
         batch_size = _checks.check_int(batch_size, "batch_size", minimum=1)
         check_every = _checks.check_int(check_every, "check_every", minimum=1)
         for name, flag in (("shuffle", shuffle), ("progress", progress), ("check_finite", check_finite)):
-            if not isinstance(flag, bool):
-                msg = f"`{name}` must be True or False, got {type(flag).__name__} {flag!r}"
-                raise TypeError(msg)
+            _checks.check_bool(flag, name)
         rng = _backend.host_rng(_checks.check_seed(seed))
         if validation_data is not None and (
             not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2

@@ -302,7 +302,37 @@ def _bad_cases():
             r"`validation_data\[1\]` must have the row chunks of `validation_data\[0\]`",
         ),
         "batch-size": ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1, got 0"),
+        "nan-X": (
+            {"X": da.from_array(_spoil(X, [(131, 4), (199, 0)]), chunks=(CHUNKS, 6))},
+            ValueError,
+            r"`X` must hold finite numbers, got 2 NaN or infinite value\(s\), the first at index \(131, 4\); "
+            r".*check_finite=False",
+        ),
+        "inf-validation": (
+            {"validation_data": (da.from_array(_spoil(X, [(7, 1)], np.inf), chunks=(CHUNKS, 6)), yd)},
+            ValueError,
+            r"`validation_data\[0\]` must hold finite numbers, got 1 .* index \(7, 1\)",
+        ),
+        "nan-host-validation": (
+            {"validation_data": (_spoil(X, [(3, 3)]), y)},
+            ValueError,
+            r"`validation_data\[0\]` must hold finite numbers, got 1 .* index \(3, 3\)",
+        ),
+        "check-finite-flag": (
+            {"check_finite": 1},
+            TypeError,
+            r"`check_finite` must be True or False, got int 1",
+        ),
+        "shuffle-flag": ({"shuffle": "no"}, TypeError, r"`shuffle` must be True or False, got str 'no'"),
     }
+
+
+def _spoil(X, where, value=np.nan):
+    """A copy of ``X`` with ``value`` at each (row, column) of ``where``."""
+    X = X.copy()
+    for i, j in where:
+        X[i, j] = value
+    return X
 
 
 BAD = _bad_cases()
@@ -321,6 +351,17 @@ def test_bad_input_is_refused_and_changes_nothing(client, case):
         np.testing.assert_array_equal(p, q)
     assert optimizer.steps == 0
     assert all(not layer.grads for layer in model.layers)
+
+
+def test_check_finite_false_skips_the_scan_and_the_guard_still_stops_training(client):
+    X, y = _data()
+    Xd, yd = _dask(_spoil(X, [(131, 4)]), y)
+    model = _model()
+    with pytest.raises(dense_xp.TrainingDivergedError, match=r"became NaN or infinite"):
+        model.fit(
+            Xd, yd, loss=LOSS, epochs=1, batch_size=50, shuffle=False, progress=False, check_finite=False
+        )
+    assert all(np.isfinite(p).all() for p in _params(model))
 
 
 def test_predict_and_evaluate_refuse_bad_input(client):
