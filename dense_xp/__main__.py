@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _device(value: str) -> str:
     try:
-        _backend._parse(value, name="--device")
+        _backend.parse_request(value, name="--device")
     except ValueError:
         msg = f'must be "cpu", "cuda", "cuda:N" or "auto", got {value!r}'
         raise argparse.ArgumentTypeError(msg) from None

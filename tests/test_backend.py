@@ -77,7 +77,7 @@ def test_auto_picks_cuda_exactly_when_a_device_answers():
 
 
 def test_cupy_not_installed_is_reported(monkeypatch):
-    for probe in (_backend._cupy, _backend.cuda_device_count, _backend.cuda_problem):
+    for probe in (_backend._cuda._cupy, _backend.cuda_device_count, _backend.cuda_problem):
         probe.cache_clear()
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
     try:
@@ -88,7 +88,7 @@ def test_cupy_not_installed_is_reported(monkeypatch):
         assert cupy["available"] is False
         assert cupy["reason"] == "CuPy is not installed"
     finally:
-        for probe in (_backend._cupy, _backend.cuda_device_count, _backend.cuda_problem):
+        for probe in (_backend._cuda._cupy, _backend.cuda_device_count, _backend.cuda_problem):
             probe.cache_clear()
 
 

@@ -196,7 +196,7 @@ def _fake_cupy(*, count=2, driver=13020, runtime=13020, count_error=None, comput
 def fake_cupy(monkeypatch):
     def install(**kwargs):
         fake = _fake_cupy(**kwargs)
-        monkeypatch.setattr(_backend, "_cupy", lambda: (fake, None))
+        monkeypatch.setattr(_backend._cuda, "_cupy", lambda: (fake, None))
         _backend.cuda_device_count.cache_clear()
         _backend.cuda_problem.cache_clear()
         return fake
@@ -257,7 +257,9 @@ def test_a_kernel_compiler_failure_asks_for_the_toolkit(fake_cupy):
 
 def test_cupy_missing_asks_for_the_extra(monkeypatch):
     monkeypatch.setattr(
-        _backend, "_cupy", lambda: (None, _backend.CudaProblem("CuPy is not installed", _backend._INSTALL))
+        _backend._cuda,
+        "_cupy",
+        lambda: (None, _backend.CudaProblem("CuPy is not installed", _backend._cuda._INSTALL)),
     )
     _backend.cuda_device_count.cache_clear()
     _backend.cuda_problem.cache_clear()
@@ -273,9 +275,9 @@ def test_cupy_missing_asks_for_the_extra(monkeypatch):
 
 def test_cuda_current_restores_the_callers_device(fake_cupy):
     fake = fake_cupy()
-    with _backend._cuda_current(fake.cuda.Device(1)):
+    with _backend._cuda._cuda_current(fake.cuda.Device(1)):
         assert fake.cuda.runtime.getDevice() == 1
-        with _backend._cuda_current(fake.cuda.Device(0)):
+        with _backend._cuda._cuda_current(fake.cuda.Device(0)):
             assert fake.cuda.runtime.getDevice() == 0
         assert fake.cuda.runtime.getDevice() == 1
     assert fake.cuda.runtime.getDevice() == 0
