@@ -6,11 +6,8 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from . import _backend, _checks, distributed
+from . import _backend, _checks, _fit, distributed
 from ._guard import Guard, TrainingDivergedError
-from ._scaling import LossScaler
 from .layer import DenseLayer
 from .losses import accuracy, get_loss
 from .optimizers import get_optimizer
@@ -266,63 +263,20 @@ class Sequential:
         self._fitted_loss = getattr(loss, "name", None)  # read by predict_proba
         with _backend.float_errors_ignored():  # divergence is reported as TrainingDivergedError
             guard = Guard(self, optimizer, check_every)
-            return self._fit(
-                X, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, rng, progress, guard
+            return _fit.run(
+                self,
+                X,
+                y,
+                loss,
+                optimizer,
+                epochs,
+                batch_size,
+                shuffle,
+                validation_data,
+                rng,
+                progress,
+                guard,
             )
-
-    def _fit(
-        self, X: Any, y: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int, shuffle: bool,
-        validation_data: Any, rng: Any, progress: bool, guard: Guard,
-    ) -> dict[str, list[float]]:  # fmt: skip
-        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
-        n = X.shape[0]
-        scaler = LossScaler() if self._loss_scaling else None
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(n) if shuffle else None
-            with tqdm(
-                total=n, desc=f"epoch {epoch}/{epochs}", unit="sample", disable=None if progress else True
-            ) as bar:
-                scores = self._epoch(X, y, loss, optimizer, batch_size, order, epoch, bar, guard, scaler)
-                if validation_data is not None:
-                    val = self._evaluate(*validation_data, loss=loss, batch_size=batch_size)
-                    scores |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
-                bar.set_postfix({name: f"{value:.4f}" for name, value in scores.items()})
-            if scaler is not None:
-                scores |= scaler.record()
-            for name, value in scores.items():
-                history.setdefault(name, []).append(value)
-        return history
-
-    def _epoch(
-        self, X: Any, y: Any, loss: Any, optimizer: Any, batch_size: int, order: Any, epoch: int, bar: Any,
-        guard: Guard, scaler: LossScaler | None,
-    ) -> dict[str, float]:  # fmt: skip
-        """One pass over the data; the running sums stay on the device between checks."""
-        xp, device, n = self.xp, self.device, X.shape[0]
-        last = -(-n // batch_size)
-        total_loss, start, samples = 0.0, 1, 0
-        window, total_acc = guard.zero(), guard.zero()
-        batches = _backend.device_batches((X, y), self._batches(n, batch_size, order), xp=xp, device=device)
-        for batch, (Xb, yb) in enumerate(batches, start=1):
-            out = self._widen(self.forward(Xb))
-            value, grad = loss(out, yb)
-            if scaler is None:
-                self.backward(grad)
-                self._step(optimizer)
-            else:
-                self.backward(grad * scaler.scale)
-                self._scaled_step(optimizer, scaler, epoch, batch)
-            m = out.shape[0]
-            window = window + guard.widen(value) * m
-            total_acc = total_acc + guard.widen(accuracy(out, yb)) * m
-            samples += m
-            bar.update(m)
-            if batch % guard.every == 0 or batch == last:
-                window_sum = guard.check(window, epoch=epoch, batch_start=start, batch_end=batch)
-                total_loss += window_sum
-                bar.set_postfix(loss=f"{window_sum / samples:.4f}", refresh=False)
-                window, start, samples = guard.zero(), batch + 1, 0
-        return {"loss": total_loss / n, "accuracy": float(total_acc) / n}
 
     def _slots(self) -> list[tuple[DenseLayer, str]]:
         """``(layer, name)`` of every parameter, in :meth:`parameters` order."""
@@ -336,32 +290,9 @@ class Sequential:
         grads = [layer.grads[name] for layer, name in self._slots()]
         self._set_parameters(optimizer.step(self.parameters(), grads))
 
-    @property
-    def _loss_scaling(self) -> bool:
-        """Whether ``fit`` scales the loss: float16 compute under wider parameters."""
-        compute = self.compute_dtype
-        return _checks.dtype_name(compute) == "float16" and compute != self.param_dtype
-
     def _widen(self, out: Any) -> Any:
         """The model's output in ``param_dtype``, for the loss."""
         return out if out.dtype == self.param_dtype else self.xp.astype(out, self.param_dtype)
-
-    def _scaled_step(self, optimizer: Any, scaler: LossScaler, epoch: int, batch: int) -> None:
-        """The optimizer step on the unscaled gradients, or none where they are not all finite."""
-        slots = self._slots()
-        grads = [layer.grads[name] for layer, name in slots]
-        finite = scaler.unscale(grads)
-        for (layer, name), grad in zip(slots, grads, strict=True):
-            layer.grads[name] = grad
-        if finite:
-            self._set_parameters(optimizer.step(self.parameters(), grads))
-        scaler.update(finite)
-        if scaler.exhausted:
-            msg = (
-                f"training diverged at epoch {epoch}, batch {batch}: the gradients are not finite "
-                f"even at loss scale {scaler.scale:g}"
-            )
-            raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
 
     # -- inference -------------------------------------------------------------
     @_backend.runs_on_device
