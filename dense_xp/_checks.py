@@ -199,12 +199,11 @@ def resolve_dtype(
         where = f"by this array namespace ({namespace})"
     else:
         where = f"on device {device!r} of {namespace}"
-    ask = "dtype" if owner is not None and keyword == "dtype" else keyword
     suggest = [n for n in available if n != name and (n != "bfloat16" or compute)]
     if compute and suggest:  # the narrowest other: a compute dtype is narrower than the parameters
-        hint = f"pass {ask}={suggest[0]!r}"
+        hint = f"pass {keyword}={suggest[0]!r}"
     else:
-        hint = f"pass {ask}={suggest[-1]!r}" if suggest else "use another device"
+        hint = f"pass {keyword}={suggest[-1]!r}" if suggest else "use another device"
     if name == "bfloat16" and getattr(xp, name, None) is None:
         hint += ", or use torch or JAX, which have bfloat16"
     if name == "float64" and array_api_compat.is_jax_namespace(xp):

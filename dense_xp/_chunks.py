@@ -83,16 +83,8 @@ def predict_chunk(chunk: Any, payload: Payload, dtype: str, width: int) -> Any:
 
 
 def nonfinite_chunk(chunk: Any) -> tuple[int, int, tuple[int, ...] | None]:
-    """``(rows, NaN or infinite values, index of the first in the chunk or None)`` of one chunk.
-
-    One reduction on the chunk's device; the chunk comes to the host only
-    when it holds a bad value, to find the first.
-    """
-    xp = array_api_compat.array_namespace(chunk)
-    if not xp.isdtype(chunk.dtype, "real floating") or bool(xp.all(xp.isfinite(chunk))):
-        return chunk.shape[0], 0, None
-    bad = ~_backend.to_numpy(xp.isfinite(chunk))
-    return chunk.shape[0], int(bad.sum()), tuple(int(i[0]) for i in bad.nonzero())  # row-major first
+    """``(rows, NaN or infinite values, index of the first in the chunk or None)`` of one chunk."""
+    return (chunk.shape[0], *_backend.count_nonfinite(chunk))
 
 
 def validate_chunk(payload: Payload, y: Any, n_outputs: int) -> None:

@@ -278,11 +278,7 @@ def _refuse_nonfinite(name: str, per_chunk: list[tuple[int, int, tuple[int, ...]
             first = (offset + index[0], *index[1:])
         offset, total = offset + rows, total + bad
     if total:
-        msg = (
-            f"`{name}` must hold finite numbers, got {total} NaN or infinite value(s), the first at index "
-            f"{first}; clean the data, or pass check_finite=False to skip this check"
-        )
-        raise ValueError(msg)
+        raise _backend.nonfinite_error(name, total, first)
 
 
 def _validation(

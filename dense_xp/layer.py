@@ -67,7 +67,7 @@ class DenseLayer:
     in place in between.
     """
 
-    _cache: tuple[Any, Any] | None
+    _cache: tuple[Any, Any, Any] | None
     _fused: Any
 
     def __init__(
@@ -129,15 +129,15 @@ class DenseLayer:
                 f"{_checks.dtype_name(self.W.dtype)}: a layer's parameters share one dtype"
             )
             raise TypeError(msg)
-        b = self._cast(self.b)
-        z = self._matmul(X, self._cast(self.W))
+        b, W = self._cast(self.b), self._cast(self.W)
+        z = self._matmul(X, W)
         fused = self._fused and self._fused.forward(z, b, self.activation)
         if fused:
             z, y = fused
         else:
             z = z if b is None else self._add_(z, b)
             y = self._act.forward(z, xp=self.xp)
-        self._cache = (X, z if self._act.saves == "input" else y)
+        self._cache = (X, z if self._act.saves == "input" else y, W)  # W: in compute_dtype, for backward
         return y
 
     @_backend.runs_on_device
@@ -161,14 +161,14 @@ class DenseLayer:
         if self._cache is None:
             msg = "`backward` was called before `forward`: there is no cached input"
             raise RuntimeError(msg)
-        X, saved = self._cache
+        X, saved, W = self._cache
         d_out = self._d_out(d_out, (X.shape[0], self.output_size))
         ops = self._fused
         dz = ops and ops.backward(d_out, saved, self.activation)
         if dz is None:
             dz = self._act.backward(d_out, saved, xp=self.xp)
         dW = self._weight_grad(X, dz)
-        d_input = self._matmul(dz, self._cast(self.W).T)
+        d_input = self._matmul(dz, W.T)
         self.grads = {"W": dW}
         if self.b is not None:  # a matrix product: one BLAS call
             self.grads["b"] = self._up(self._matmul(self._mean_row(X.shape[0]), dz))

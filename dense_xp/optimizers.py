@@ -250,9 +250,7 @@ class SGD(Optimizer):
     ) -> None:
         momentum = _number(momentum, "momentum", ">= 0", lambda v: v >= 0)
         weight_decay = _number(weight_decay, "weight_decay", ">= 0", lambda v: v >= 0)
-        if not isinstance(nesterov, bool):
-            msg = f"`nesterov` must be True or False, got {type(nesterov).__name__} {nesterov!r}"
-            raise TypeError(msg)
+        _checks.check_bool(nesterov, "nesterov")
         if nesterov and momentum == 0:
             msg = f"`nesterov=True` requires `momentum` > 0, got momentum={momentum!r}"
             raise ValueError(msg)

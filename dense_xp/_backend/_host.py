@@ -110,21 +110,36 @@ def as_dataset(x: Any, *, name: str, xp: Any, device: Any, check_finite: bool = 
 
 
 def _check_finite(data: Any, name: str) -> None:
+    count, first = count_nonfinite(data)
+    if count:
+        raise nonfinite_error(name, count, first)
+
+
+def count_nonfinite(data: Any) -> tuple[int, tuple[int, ...] | None]:
+    """``(NaN or infinite values in data, index of the first in row-major order, or None)``.
+
+    One reduction where ``data`` lives; it comes to the host only when it
+    holds a bad value, to find the first.
+    """
     if isinstance(data, np.ndarray):
         if data.dtype.kind != "f" or np.isfinite(data).all():
-            return
+            return 0, None
         bad = ~np.isfinite(data)
     else:
         xp = array_api_compat.array_namespace(data)
         if not xp.isdtype(data.dtype, "real floating") or bool(xp.all(xp.isfinite(data))):
-            return
+            return 0, None
         bad = ~np.isfinite(to_numpy(data))
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return int(bad.sum()), tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def nonfinite_error(name: str, count: int, first: tuple[int, ...] | None) -> ValueError:
+    """The error of ``fit(check_finite=True)`` for ``count`` bad values of the argument ``name``."""
     msg = (
-        f"`{name}` must hold finite numbers, got {int(bad.sum())} NaN or infinite value(s), the first at "
+        f"`{name}` must hold finite numbers, got {count} NaN or infinite value(s), the first at "
         f"index {first}; clean the data, or pass check_finite=False to skip this check"
     )
-    raise ValueError(msg)
+    return ValueError(msg)
 
 
 def rows(data: Any, index: Any, *, xp: Any, device: Any) -> Any:
