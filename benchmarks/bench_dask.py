@@ -93,12 +93,16 @@ def in_memory(rows: int, batch_size: int, repeat: int, threads: int) -> dict[str
 
 
 def _cluster(distributed: Any, workers: int, memory_limit: Any) -> Any:
-    """A LocalCluster of ``workers`` single-threaded processes, without a dashboard."""
+    """A LocalCluster of ``workers`` single-threaded processes on ports the system picks.
+
+    ``dashboard_address=None`` would still try port 8787 (and warn when it is taken).
+    """
     return distributed.LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        scheduler_port=0,
+        dashboard_address=":0",
         memory_limit=memory_limit,
     )
 

@@ -224,8 +224,12 @@ def test_save_refuses_a_manifest_load_would_refuse(tmp_path, monkeypatch):
 
 
 # -- special files ---------------------------------------------------------------------
-def _load_with_deadline(path, seconds=5.0):
-    """What ``load(path)`` raised, or fail if it is still blocked after ``seconds``."""
+def _load_with_deadline(path, seconds=60.0):
+    """What ``load(path)`` raised, or fail if it is still blocked after ``seconds``.
+
+    A blocked ``open()`` of a FIFO waits forever; the generous deadline only keeps a
+    busy machine from failing a refusal that takes milliseconds.
+    """
     outcome = {}
 
     def target():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
 import sys
 
@@ -22,15 +23,48 @@ LOSS = "softmax_cross_entropy"
 CHUNKS = (70, 50, 50, 30)  # uneven, so batches straddle chunk boundaries
 
 
+def _cluster(scratch):
+    """A LocalCluster of two worker processes that shares nothing with the rest of the machine.
+
+    Every port is one the system picks (``":0"``, scheduler port 0): ``dashboard_address=None``
+    still tries port 8787 and warns when another program holds it, which ``filterwarnings =
+    error`` turns into a failed start. The workers' scratch space is a folder of this run's own.
+    """
+    return distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        scheduler_port=0,
+        dashboard_address=":0",
+        memory_limit="1GiB",
+        local_directory=str(scratch),
+    )
+
+
 @pytest.fixture(scope="module")
-def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
-        ) as cluster,
-        distributed.Client(cluster) as c,
-    ):
+def client(tmp_path_factory):
+    with _cluster(tmp_path_factory.mktemp("dask-scratch")) as cluster, distributed.Client(cluster) as c:
         yield c
+
+
+def test_the_cluster_starts_while_dasks_default_ports_are_taken(tmp_path):
+    """Another Dask cluster (or anything else) on ports 8786 and 8787 does not stop the suite's own."""
+    held = []
+    for port in (8786, 8787):
+        sock = socket.socket()
+        try:
+            sock.bind(("", port))
+            sock.listen()
+            held.append(sock)
+        except OSError:  # taken already: by another program, which is the case under test
+            sock.close()
+    try:
+        with _cluster(tmp_path) as cluster, distributed.Client(cluster) as c:
+            assert c.submit(sum, [1, 2]).result(timeout=60) == 3
+            assert cluster.scheduler_address.rsplit(":", 1)[1] != "8786"
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def _model(dtype="float64"):
