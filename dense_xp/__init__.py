@@ -17,11 +17,12 @@ from ._backend import (
 from ._info import backend_info
 from .activations import ACTIVATIONS, register_activation
 from .checkpoint import CheckpointError, load, save
-from .layer import DenseLayer
+from .layers import Dense, DenseLayer, Layer, register_layer
 from .losses import get_loss
+from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, get_optimizer
 from .plotting import plot_history
-from .sequential import Sequential, TrainingDivergedError
+from .training import TrainingDivergedError
 
 __version__ = "0.1.0"
 
@@ -31,8 +32,10 @@ __all__ = [
     "Adam",
     "AdamW",
     "CheckpointError",
+    "Dense",
     "DenseLayer",
     "DeviceUnavailableError",
+    "Layer",
     "Optimizer",
     "Sequential",
     "TrainingDivergedError",
@@ -44,6 +47,7 @@ __all__ = [
     "load",
     "plot_history",
     "register_activation",
+    "register_layer",
     "resolve_device",
     "save",
     "set_default_device",

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one line on standard error.
     """
     from .checkpoint import CheckpointError
-    from .sequential import TrainingDivergedError
+    from .training import TrainingDivergedError
 
     failures = (_backend.DeviceUnavailableError, CheckpointError, TrainingDivergedError, ImportError, OSError)
     try:

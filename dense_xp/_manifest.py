@@ -2,27 +2,48 @@
 
 Each check raises :class:`Invalid` with a message that reads after
 "cannot load checkpoint NAME: "; :mod:`dense_xp.checkpoint` adds the name.
+
+The shapes a layer's arrays must have come from its class: the reader
+(:mod:`dense_xp.checkpoint`) rebuilds the class from the manifest's config
+and builds it for its input width in a mode that only *declares* the arrays
+(see :func:`layer_specs`), so no array is allocated and no data read before
+the file agrees with the model it describes. This module knows the format
+alone: it imports no layer and no model.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from . import _checks
 
 FORMAT = "dense_xp"
-FORMAT_VERSION = 1
-KINDS = ("DenseLayer", "Sequential")
+FORMAT_VERSION = 2
+SINGLE = ("Layer", "DenseLayer")  # kinds of a one-layer checkpoint (DenseLayer: format 1)
+KINDS = (*SINGLE, "Sequential")
 CODES = {"float16": "<f2", "float32": "<f4", "float64": "<f8"}
 BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}
 ITEMSIZES = {"<f2": 2, "<f4": 4, "<f8": 8}
 MAX_BYTES = 2**20  # of manifest JSON; about 4000 layers
+PLACEMENT = ("dtype", "param_dtype", "compute_dtype", "device", "xp")
 _TOP_KEYS = {"format", "format_version", "kind", "dense_xp_version", "layers"}
+_ENTRY_KEYS = {1: {"config", "dtype", "arrays"}, 2: {"class", "config", "input_size", "dtype", "arrays"}}
 
 
 class Invalid(ValueError):
     """A manifest, or a file, that contradicts the format or itself."""
+
+
+class Spec(NamedTuple):
+    """One layer as its manifest entry describes it, checked against its class."""
+
+    cls: Any  # the layer class
+    config: dict[str, Any]
+    input_size: int
+    arrays: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype code)
 
 
 def encode(kind: str, entries: list[dict[str, Any]]) -> bytes:
@@ -37,6 +58,23 @@ def encode(kind: str, entries: list[dict[str, Any]]) -> bytes:
         "layers": entries,
     }
     return json.dumps(manifest, sort_keys=True, allow_nan=False).encode("utf-8")
+
+
+def entry(layer: Any) -> dict[str, Any]:
+    """The manifest entry of a built ``layer`` (its arrays listed by shape and dtype code)."""
+    dtype, compute = _checks.dtype_name(layer.param_dtype), _checks.dtype_name(layer.compute_dtype)
+    arrays = {
+        name: {"shape": [int(n) for n in shape], "dtype": CODES[dtype]}
+        for name, shape in layer.array_shapes().items()
+    }
+    described = {
+        "class": layer.registered_name(),
+        "config": layer.get_config(),
+        "input_size": layer.input_size,
+        "dtype": dtype,
+        "arrays": arrays,
+    }
+    return described if compute == dtype else {**described, "compute_dtype": compute}
 
 
 def parse(raw: bytes) -> dict[str, Any]:
@@ -67,34 +105,31 @@ def parse(raw: bytes) -> dict[str, Any]:
     layers = manifest.get("layers")
     if not isinstance(layers, list) or not layers:
         raise Invalid(f"its manifest 'layers' must be a non-empty list, got {layers!r}")
-    if manifest["kind"] == "DenseLayer" and len(layers) != 1:
-        raise Invalid(f"a DenseLayer checkpoint must describe 1 layer, this one describes {len(layers)}")
+    if manifest["kind"] in SINGLE and len(layers) != 1:
+        raise Invalid(
+            f"a {manifest['kind']} checkpoint must describe 1 layer, this one describes {len(layers)}"
+        )
     return manifest
 
 
-def _config_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """The parameter shapes a config asks for (DenseLayer's own argument checks)."""
-    missing = [key for key in ("input_size", "output_size") if key not in config]
-    if missing:
-        msg = f"{missing} missing"
-        raise ValueError(msg)
-    n_in = _checks.check_int(config["input_size"], "input_size")
-    n_out = _checks.check_int(config["output_size"], "output_size")
-    use_bias = config.get("use_bias", True)
-    if not isinstance(use_bias, bool):
-        msg = f"`use_bias` must be True or False, got {use_bias!r}"
-        raise TypeError(msg)
-    return {"W": (n_in, n_out), "b": (1, n_out)} if use_bias else {"W": (n_in, n_out)}
+def compute_dtype(entry: dict[str, Any]) -> str:
+    """The compute dtype of a manifest layer: its ``dtype`` where none is written."""
+    name: str = entry.get("compute_dtype", entry["dtype"])
+    return name
 
 
-def _layer_arrays(i: int, entry: Any) -> dict[str, tuple[tuple[int, int], str]]:
-    """The (shape, dtype code) of each array of manifest layer ``i``, checked against its config."""
-    if not isinstance(entry, dict) or set(entry) - {"compute_dtype"} != {"config", "dtype", "arrays"}:
-        msg = f"manifest layer {i} must be an object with keys 'arrays', 'config', 'dtype'"
+def _entry_fields(i: int, entry: Any, version: int) -> tuple[str, dict[str, Any], Any, str]:
+    """``(class, config, input width or None, dtype)`` of entry ``i``, its keys and types checked."""
+    keys = _ENTRY_KEYS[min(version, 2)]
+    if not isinstance(entry, dict) or set(entry) - {"compute_dtype"} != keys:
+        msg = f"manifest layer {i} must be an object with keys {sorted(keys)}"
         raise Invalid(f"{msg} (and 'compute_dtype' where it differs from 'dtype')")
-    config, dtype, listed = entry["config"], entry["dtype"], entry["arrays"]
+    config, dtype = entry["config"], entry["dtype"]
     if not isinstance(config, dict):
         raise Invalid(f"layer {i} config must be an object, got {config!r}")
+    placed = sorted(set(config) & set(PLACEMENT))
+    if placed:
+        raise Invalid(f"layer {i} has an invalid config: it names {placed}, which the manifest gives apart")
     if dtype not in CODES:
         raise Invalid(f"layer {i} dtype must be a float dtype {tuple(CODES)}, got {dtype!r}")
     compute = entry.get("compute_dtype", dtype)
@@ -105,54 +140,85 @@ def _layer_arrays(i: int, entry: Any) -> dict[str, tuple[tuple[int, int], str]]:
     ):
         problem = f"layer {i} compute_dtype must be its dtype or a narrower one of {tuple(BITS)}"
         raise Invalid(f"{problem}, got {compute!r}")
-    try:
-        shapes = _config_shapes(config)
-    except (TypeError, ValueError) as exc:
-        raise Invalid(f"layer {i} has an invalid config: {exc}") from None
+    if version == 1:
+        return "DenseLayer", config, config.get("input_size"), dtype
+    if not isinstance(entry["class"], str):
+        raise Invalid(f"layer {i} class must be a string, got {entry['class']!r}")
+    width = entry["input_size"]
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise Invalid(f"layer {i} input_size must be an integer >= 1, got {width!r}")
+    return entry["class"], config, width, dtype
+
+
+Declare = Callable[[str, dict[str, Any], Any], Any]
+"""``declare(class name, config, input width or None) -> layer``: the layer built in declare-only mode."""
+
+
+def layer_specs(manifest: dict[str, Any], declare: Declare) -> list[Spec]:
+    """Per layer, its class, config, input width and the (shape, dtype code) of each array it must hold.
+
+    ``declare`` rebuilds each layer without arrays (a ValueError or
+    TypeError it raises is an invalid config), so that its class says which
+    arrays of which shapes the file must hold.
+    """
+    version, specs, previous = manifest["format_version"], [], None
+    first = manifest["layers"][0]
+    for i, item in enumerate(manifest["layers"]):
+        name, config, width, dtype = _entry_fields(i, item, version)
+        try:  # a layer whose config fixes its width (DenseLayer) is built by the config alone
+            layer = declare(name, config, None)
+            if layer.input_size is None and version > 1:
+                layer = declare(name, config, width)
+        except (TypeError, ValueError) as exc:
+            raise Invalid(f"layer {i} has an invalid config: {exc}") from None
+        if layer.input_size is None:
+            raise Invalid(f"layer {i} has an invalid config: it names no input width")
+        cls, width = type(layer), layer.input_size
+        if previous is not None and width != previous:
+            raise Invalid(f"layer {i} takes {width} inputs but layer {i - 1} gives {previous}")
+        if version > 1 and width != item["input_size"]:
+            raise Invalid(f"layer {i} config takes {width} inputs but its entry says {item['input_size']}")
+        if i and item["dtype"] != first["dtype"]:
+            raise Invalid(f"layer {i} is {item['dtype']} but layer 0 is {first['dtype']}")
+        if i and compute_dtype(item) != compute_dtype(first):
+            problem = f"layer {i} computes in {compute_dtype(item)} but layer 0 in {compute_dtype(first)}"
+            raise Invalid(problem)
+        specs.append(Spec(cls, config, width, _arrays(i, item, layer.array_shapes(), CODES[dtype])))
+        previous = layer.output_size
+    return specs
+
+
+def _arrays(
+    i: int, item: dict[str, Any], shapes: dict[str, tuple[int, ...]], code: str
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The arrays entry ``i`` lists, each checked against the shapes its class declares."""
+    listed = item["arrays"]
     if not isinstance(listed, dict) or set(listed) != set(shapes):
         got = sorted(listed) if isinstance(listed, dict) else listed
         raise Invalid(f"layer {i} manifest lists arrays {got!r}, its config needs {sorted(shapes)}")
     arrays = {}
-    for param, shape in shapes.items():
-        key, spec, code = f"layers.{i}.{param}", listed[param], CODES[dtype]
+    for name, shape in shapes.items():
+        key, spec = f"layers.{i}.{name}", listed[name]
         if not isinstance(spec, dict) or set(spec) != {"shape", "dtype"}:
             raise Invalid(f"manifest entry of array {key!r} must be an object with 'dtype' and 'shape'")
         if spec["dtype"] != code:
             raise Invalid(
-                f"manifest dtype {spec['dtype']!r} of {key!r} does not match layer dtype {dtype} ({code!r})"
+                f"manifest dtype {spec['dtype']!r} of {key!r} does not match layer dtype "
+                f"{item['dtype']} ({code!r})"
             )
         if spec["shape"] != list(shape):
             raise Invalid(
                 f"manifest shape {spec['shape']!r} of {key!r} contradicts the config: {rule(shapes)}"
             )
-        arrays[param] = (shape, code)
+        arrays[name] = (shape, code)
     return arrays
 
 
-def compute_dtype(entry: dict[str, Any]) -> str:
-    """The compute dtype of a manifest layer: its ``dtype`` where none is written."""
-    name: str = entry.get("compute_dtype", entry["dtype"])
-    return name
+def rule(shapes: dict[str, tuple[int, ...]]) -> str:
+    """The shapes a layer's config declares, for messages."""
+    return "it declares " + ", ".join(f"{name} {shape}" for name, shape in shapes.items())
 
 
-def rule(shapes: dict[str, tuple[int, int]]) -> str:
-    """How the parameter shapes of one layer follow from its config."""
-    return f"W must be (input_size, output_size) = {shapes['W']} and b (1, output_size)"
-
-
-def layer_arrays(manifest: dict[str, Any]) -> list[dict[str, tuple[tuple[int, int], str]]]:
-    """Per layer, the (shape, dtype code) of each array the file must hold; the layers must chain."""
-    specs = manifest["layers"]
-    arrays = [_layer_arrays(i, entry) for i, entry in enumerate(specs)]
-    for i in range(1, len(specs)):
-        n_in, n_prev = specs[i]["config"]["input_size"], specs[i - 1]["config"]["output_size"]
-        if n_in != n_prev:
-            raise Invalid(f"layer {i} takes {n_in} inputs but layer {i - 1} gives {n_prev}")
-        if specs[i]["dtype"] != specs[0]["dtype"]:
-            raise Invalid(f"layer {i} is {specs[i]['dtype']} but layer 0 is {specs[0]['dtype']}")
-        if compute_dtype(specs[i]) != compute_dtype(specs[0]):
-            problem = (
-                f"layer {i} computes in {compute_dtype(specs[i])} but layer 0 in {compute_dtype(specs[0])}"
-            )
-            raise Invalid(problem)
-    return arrays
+def nbytes(shape: tuple[int, ...], code: str) -> int:
+    """The bytes of an array of ``shape`` and dtype ``code``."""
+    return math.prod(shape) * ITEMSIZES[code]

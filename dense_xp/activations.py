@@ -145,10 +145,12 @@ def get_activation(activation: str | None) -> Activation:
     try:
         return ACTIVATIONS[activation]
     except KeyError:
-        valid = ", ".join(repr(k) for k in ACTIVATIONS if k is not None)
+        builtin = ", ".join(repr(k) for k in ACTIVATIONS if k in BUILTIN_ACTIVATIONS)
+        custom = sorted(k for k in ACTIVATIONS if k is not None and k not in BUILTIN_ACTIVATIONS)
         msg = (
-            f"`activation` must be None or one of {valid}; got {activation!r} "
-            "(dense_xp.register_activation adds one of your own)"
+            f"`activation` names activation {activation!r}: it is not registered in this process "
+            f"(built-in: {builtin}; registered: {custom or 'none'}); call "
+            f"dense_xp.register_activation({activation!r}, forward, backward) first"
         )
         raise ValueError(msg) from None
 

@@ -1,16 +1,22 @@
-"""Checkpoints: a DenseLayer or a Sequential in one ``.npz``, written atomically, read without pickle.
+"""Checkpoints: a layer or a Sequential in one ``.npz``, written atomically, read without pickle.
 
-Format (``format_version`` 1): one ``.npz`` (a zip of ``.npy`` files, never
-pickled) holding each parameter little-endian under ``layers.<i>.W`` and
-``layers.<i>.b``, plus ``manifest``: UTF-8 JSON stored as a 1-D uint8 array::
+Format (``format_version`` 2): one ``.npz`` (a zip of ``.npy`` files, never
+pickled) holding each array of each layer little-endian under
+``layers.<i>.<name>`` (parameters and state: ``layers.0.W``,
+``layers.1.running_mean``...), plus ``manifest``: UTF-8 JSON stored as a 1-D
+uint8 array::
 
-    {"format": "dense_xp", "format_version": 1, "kind": "DenseLayer" | "Sequential",
-     "dense_xp_version": "0.1.0",
-     "layers": [{"config": layer.get_config(), "dtype": "float32",
+    {"format": "dense_xp", "format_version": 2, "kind": "Layer" | "Sequential",
+     "dense_xp_version": "0.2.0",
+     "layers": [{"class": "DenseLayer", "config": layer.get_config(), "input_size": 4,
+                 "dtype": "float32",
                  "arrays": {"W": {"shape": [4, 8], "dtype": "<f4"}, "b": {...}}}]}
 
-``dtype`` is the parameter dtype; a mixed-precision layer also has
-``"compute_dtype": "float16"`` (a layer without it computes in ``dtype``).
+``class`` is the name under which the layer's class is registered
+(:func:`dense_xp.register_layer`); ``dtype`` is the parameter dtype; a
+mixed-precision layer also has ``"compute_dtype": "float16"``. Format 1
+files (dense layers only: ``kind`` "DenseLayer" or "Sequential", entries
+without ``class`` and ``input_size``) still load.
 
 Loading refuses anything but a regular file before opening it, then checks
 the zip directory (member names, uncompressed sizes) and the manifest against
@@ -22,20 +28,16 @@ than the model its manifest describes. Any problem is a
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import secrets
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _backend, _checks, _manifest, _npz
 from ._manifest import FORMAT_VERSION
-from .activations import ACTIVATIONS
-from .layer import DenseLayer
-
-if TYPE_CHECKING:
-    from .sequential import Sequential
+from ._save import path_name, save
+from .layers.base import DECLARE, Layer, filling, get_layer_class
+from .model import Sequential
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "load", "save"]
 
@@ -55,99 +57,6 @@ class CheckpointError(ValueError):
 
 def _error(name: str, problem: str) -> CheckpointError:
     return CheckpointError(f"cannot load checkpoint {name!r}: {problem}")
-
-
-def _path(path: Any) -> str:
-    try:
-        name = os.fspath(path)
-    except TypeError:
-        name = None
-    if not isinstance(name, str) or not name:
-        msg = f"`path` must be a non-empty str or os.PathLike, got {type(path).__name__} {path!r}"
-        raise TypeError(msg)
-    return name
-
-
-def _layers_of(obj: Any) -> tuple[str, list[DenseLayer]]:
-    if isinstance(obj, DenseLayer):
-        return "DenseLayer", [obj]
-    from .sequential import Sequential
-
-    if isinstance(obj, Sequential):
-        return "Sequential", list(obj.layers)
-    msg = f"`obj` must be a DenseLayer or a Sequential, got {type(obj).__name__} {obj!r}"
-    raise TypeError(msg)
-
-
-def _write_atomic(name: str, arrays: dict[str, Any]) -> None:
-    """Write to a new file next to ``name``, fsync it, then rename it onto ``name``."""
-    directory, base = os.path.split(os.path.abspath(name))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(errno.ENOENT, "the checkpoint's directory does not exist", directory)
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
-    file = open(tmp, "xb")  # exclusive creation with the usual umask permissions  # noqa: SIM115
-    try:
-        with file:
-            _backend.write_npz(file, arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        with contextlib.suppress(OSError):
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
-    """Write ``obj`` (a DenseLayer or a Sequential) to the checkpoint file ``path``.
-
-    Parameters
-    ----------
-    obj : DenseLayer or Sequential
-        Its configs, dtypes (parameter and compute) and parameters are saved;
-        gradients, optimizer state and the device are not.
-    path : str or os.PathLike
-        Written exactly as given (no ``.npz`` suffix is added). The write is
-        atomic: a new file in the same directory is filled, flushed to disk,
-        then renamed onto ``path``, so on any error a previous file at
-        ``path`` is left untouched and no partial file remains.
-
-    Raises
-    ------
-    TypeError
-        ``obj`` is neither a DenseLayer nor a Sequential, or ``path`` is not a path.
-    FileNotFoundError
-        The directory of ``path`` does not exist.
-    """
-    kind, layers = _layers_of(obj)
-    name = _path(path)
-    arrays: dict[str, Any] = {}
-    entries = []
-    for i, layer in enumerate(layers):
-        dtype = _checks.dtype_name(layer.dtype)
-        listed = {}
-        for param, value in layer.parameters().items():
-            host = _backend.to_numpy(value)
-            arrays[f"layers.{i}.{param}"] = host
-            listed[param] = {"shape": [int(n) for n in host.shape], "dtype": _manifest.CODES[dtype]}
-        entries.append({"config": layer.get_config(), "dtype": dtype, "arrays": listed})
-        compute = _checks.dtype_name(layer.compute_dtype)
-        if compute != dtype:
-            entries[-1]["compute_dtype"] = compute
-    raw = _manifest.encode(kind, entries)
-    if len(raw) > _manifest.MAX_BYTES:
-        msg = f"`obj` has {len(layers)} layers: its manifest would take {len(raw)} bytes, more than the"
-        msg += f" {_manifest.MAX_BYTES} a checkpoint may hold"
-        raise ValueError(msg)
-    arrays["manifest"] = _backend.bytes_array(raw)
-    _write_atomic(name, arrays)
 
 
 def _check_regular(name: str, mode: int) -> None:
@@ -190,7 +99,7 @@ def _read_manifest(npz: _npz.NpzReader) -> dict[str, Any]:
     return _manifest.parse(_backend.array_bytes(_backend.host_array(*npz.read("manifest.npy", accept))))
 
 
-def _check_members(npz: _npz.NpzReader, expected: dict[str, tuple[tuple[int, int], str]]) -> None:
+def _check_members(npz: _npz.NpzReader, expected: dict[str, tuple[tuple[int, ...], str]]) -> None:
     """The zip directory lists exactly the manifest and the arrays it names, none larger than it says."""
     extra = sorted(set(npz.sizes) - {"manifest.npy"} - {f"{key}.npy" for key in expected})
     if extra:
@@ -200,7 +109,7 @@ def _check_members(npz: _npz.NpzReader, expected: dict[str, tuple[tuple[int, int
         size = npz.sizes.get(f"{key}.npy")
         if size is None:
             raise _manifest.Invalid(f"array {key!r} is missing")
-        nbytes = shape[0] * shape[1] * _manifest.ITEMSIZES[code]
+        nbytes = _manifest.nbytes(shape, code)
         if size > nbytes + _npz.NPY_HEADER_MAX:
             problem = (
                 f"member '{key}.npy' inflates to {size} bytes; the manifest's {shape} {code} needs {nbytes}"
@@ -208,7 +117,7 @@ def _check_members(npz: _npz.NpzReader, expected: dict[str, tuple[tuple[int, int
             raise _manifest.Invalid(f"{problem} (and a header of at most {_npz.NPY_HEADER_MAX})")
 
 
-def _read_array(npz: _npz.NpzReader, key: str, shape: tuple[int, int], code: str, rule: str) -> Any:
+def _read_array(npz: _npz.NpzReader, key: str, shape: tuple[int, ...], code: str, rule: str) -> Any:
     def accept(found: tuple[int, ...], dtype: str) -> None:
         if dtype != code:
             raise _manifest.Invalid(f"array {key!r} has dtype {dtype!r}, the manifest says {code!r}")
@@ -218,8 +127,17 @@ def _read_array(npz: _npz.NpzReader, key: str, shape: tuple[int, int], code: str
     return _backend.host_array(*npz.read(f"{key}.npy", accept))
 
 
-def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest of checkpoint ``name`` and, per layer, its host arrays by parameter name."""
+def _declare(class_name: str, config: dict[str, Any], input_size: int | None) -> Layer:
+    """The registered layer class ``class_name`` from ``config``, built for ``input_size`` without arrays."""
+    with filling(DECLARE):
+        layer = get_layer_class(class_name).from_config(config, device="cpu")
+        if input_size is not None:
+            layer.build_for(input_size)
+    return layer
+
+
+def _read(name: str) -> tuple[dict[str, Any], list[_manifest.Spec], list[dict[str, Any]]]:
+    """The manifest of checkpoint ``name``, its layers' specs and, per layer, its host arrays by name."""
     with _open(name) as file:
         head = file.read(4)
         if not head:
@@ -229,19 +147,19 @@ def _read(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         try:
             npz = _npz.NpzReader(file)
             manifest = _read_manifest(npz)
-            layers = _manifest.layer_arrays(manifest)
+            specs = _manifest.layer_specs(manifest, _declare)
             _check_members(
-                npz, {f"layers.{i}.{p}": spec for i, arr in enumerate(layers) for p, spec in arr.items()}
+                npz, {f"layers.{i}.{k}": spec for i, s in enumerate(specs) for k, spec in s.arrays.items()}
             )
             arrays = []
-            for i, listed in enumerate(layers):
-                rule = _manifest.rule({p: shape for p, (shape, _) in listed.items()})
+            for i, spec in enumerate(specs):
+                rule = _manifest.rule({k: shape for k, (shape, _) in spec.arrays.items()})
                 arrays.append(
-                    {p: _read_array(npz, f"layers.{i}.{p}", *spec, rule) for p, spec in listed.items()}
+                    {k: _read_array(npz, f"layers.{i}.{k}", *a, rule) for k, a in spec.arrays.items()}
                 )
         except (_npz.NpzError, _manifest.Invalid) as exc:
             raise _error(name, str(exc)) from None
-    return manifest, arrays
+    return manifest, specs, arrays
 
 
 def load(
@@ -252,8 +170,8 @@ def load(
     dtype: Any = None,
     param_dtype: Any = None,
     compute_dtype: Any = None,
-) -> DenseLayer | Sequential:
-    """Rebuild the DenseLayer or Sequential saved at ``path`` on ``device`` (of ``xp``).
+) -> Layer | Sequential:
+    """Rebuild the layer or Sequential saved at ``path`` on ``device`` (of ``xp``).
 
     Parameters
     ----------
@@ -270,10 +188,9 @@ def load(
 
     Returns
     -------
-    DenseLayer or Sequential
-        The kind that was saved, with the saved configs and dtypes (unless
-        asked for others); ``W`` has shape (input_size, output_size) and ``b``
-        (1, output_size).
+    Layer or Sequential
+        The kind that was saved, with the saved classes, configs and dtypes
+        (unless asked for others).
 
     Raises
     ------
@@ -290,33 +207,24 @@ def load(
         its size in the zip directory and its header match the manifest.
     """
     xp, device = _backend.resolve_device(device, xp=xp)
-    name = _path(path)
-    manifest, arrays = _read(name)
-    specs = manifest["layers"]
-    keep = (specs[0]["dtype"], _manifest.compute_dtype(specs[0]))
-    dtypes = _checks.dtype_policy(
+    name = path_name(path)
+    manifest, specs, arrays = _read(name)
+    entries = manifest["layers"]
+    keep = (entries[0]["dtype"], _manifest.compute_dtype(entries[0]))
+    param, compute = _checks.dtype_policy(
         dtype, param_dtype, compute_dtype, xp=xp, device=device, keep=keep, owner="the checkpoint"
     )
+    placement = {"param_dtype": param, "compute_dtype": compute, "device": device, "xp": xp}
     layers = []
-    for i, (spec, params) in enumerate(zip(specs, arrays, strict=True)):
-        activation = spec["config"].get("activation")
-        if isinstance(activation, str) and activation not in ACTIVATIONS:
-            problem = (
-                f"layer {i} uses activation {activation!r}, which is not registered in this process; call"
-            )
-            problem += f" dense_xp.register_activation({activation!r}, forward, backward) before loading"
-            raise _error(name, problem)
+    for i, (spec, values) in enumerate(zip(specs, arrays, strict=True)):
         try:
-            layer = DenseLayer(
-                **spec["config"], param_dtype=dtypes[0], compute_dtype=dtypes[1], device=device, xp=xp
-            )
+            with filling(values):
+                layer = spec.cls.from_config(spec.config, **placement)
+                layer.build_for(spec.input_size)
         except (TypeError, ValueError) as exc:
             raise _error(name, f"layer {i} has an invalid config: {exc}") from None
-        for param, host in params.items():
-            setattr(layer, param, _backend.from_host(host, xp=xp, device=device, dtype=dtypes[0], copy=True))
         layers.append(layer)
-    if manifest["kind"] == "DenseLayer":
-        return layers[0]
-    from .sequential import Sequential
-
+    if manifest["kind"] in _manifest.SINGLE:
+        single: Layer = layers[0]
+        return single
     return Sequential(layers)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import _backend, _checks
-from .layer import DenseLayer
+from .layers import DenseLayer
+from .model import Sequential
 from .optimizers import Adam
 from .plotting import plot_history
-from .sequential import Sequential
 
 __all__ = ["TARGET_ACCURACY", "build_model", "load_digits_split", "train_digits"]
 

@@ -24,6 +24,7 @@ from ._checks import check_int, dtype_name
 
 __all__ = [
     "LOSSES",
+    "METRICS",
     "BinaryCrossEntropy",
     "Loss",
     "MeanSquaredError",
@@ -150,14 +151,25 @@ class Loss:
         with _backend.on_device(array_api_compat.device(y)):
             self._validate(y, n_outputs, n_samples, xp=xp)
 
+    def check_shape(self, shape: tuple[int, ...], n_outputs: int) -> None:
+        """Refuse targets of ``shape`` for a model with ``n_outputs`` outputs (values are not looked at).
+
+        Raises
+        ------
+        ValueError
+            The shape is not one the loss takes, or has no rows.
+        """
+        allowed = self._allowed_shapes(len(shape), n_outputs)
+        n = shape[0] if shape else 0
+        if not shape or tuple(shape[1:]) not in allowed or n == 0:
+            forms = " or ".join(str(("n", *s)).replace("'", "") for s in allowed)
+            msg = f"`y` must have shape {forms} with n >= 1 for {self.name}, got shape {tuple(shape)}"
+            raise ValueError(msg)
+
     def _validate(self, y: Any, n_outputs: int, n_samples: int | None, *, xp: Any) -> None:
         shape = _shape(y)
-        allowed = self._allowed_shapes(y, n_outputs)
-        n = shape[0] if shape else 0
-        if not shape or shape[1:] not in allowed or n == 0:
-            forms = " or ".join(str(("n", *s)).replace("'", "") for s in allowed)
-            msg = f"`y` must have shape {forms} with n >= 1 for {self.name}, got shape {shape}"
-            raise ValueError(msg)
+        self.check_shape(shape, n_outputs)
+        n = shape[0]
         if n_samples is not None and n != n_samples:
             msg = f"`y` must have one row per sample of X ({n_samples}), got {n}"
             raise ValueError(msg)
@@ -165,7 +177,7 @@ class Loss:
         self._check_values(y, low, high, n_outputs, xp=xp)
 
     # hooks for validate
-    def _allowed_shapes(self, y: Any, n_outputs: int) -> list[tuple[int, ...]]:
+    def _allowed_shapes(self, ndim: int, n_outputs: int) -> list[tuple[int, ...]]:
         return [(n_outputs,), ()] if n_outputs == 1 else [(n_outputs,)]
 
     def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
@@ -268,7 +280,7 @@ class SoftmaxCrossEntropy(Loss):
         p = p / total
         return value, (p if weight is None else p * weight) - t
 
-    def _allowed_shapes(self, y: Any, n_outputs: int) -> list[tuple[int, ...]]:
+    def _allowed_shapes(self, ndim: int, n_outputs: int) -> list[tuple[int, ...]]:
         return [(), (n_outputs,)]
 
     def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
@@ -292,6 +304,8 @@ class SoftmaxCrossEntropy(Loss):
             msg = f"`y` as one-hot or probability rows must have rows summing to 1, got sums in [{lo}, {hi}]"
             raise ValueError(msg)
 
+
+METRICS = ("accuracy",)  # the metrics evaluate and fit report
 
 mse = MeanSquaredError()
 binary_cross_entropy = BinaryCrossEntropy()

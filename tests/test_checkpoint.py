@@ -133,10 +133,12 @@ def test_manifest_describes_the_file(backend, tmp_path):
     entries = _entries(tmp_path / "a.npz")
     manifest = _manifest(entries)
     assert manifest["format"] == "dense_xp"
-    assert manifest["format_version"] == checkpoint.FORMAT_VERSION == 1
-    assert manifest["kind"] == "DenseLayer"
+    assert manifest["format_version"] == checkpoint.FORMAT_VERSION == 2
+    assert manifest["kind"] == "Layer"
     assert manifest["layers"] == [
         {
+            "class": "DenseLayer",
+            "input_size": 4,
             "config": layer.get_config(),
             "dtype": "float32",
             "arrays": {"W": {"shape": [4, 3], "dtype": "<f4"}, "b": {"shape": [1, 3], "dtype": "<f4"}},
@@ -144,6 +146,37 @@ def test_manifest_describes_the_file(backend, tmp_path):
     ]
     assert sorted(entries) == ["layers.0.W", "layers.0.b", "manifest"]
     assert entries["layers.0.W"].dtype.str == "<f4"
+
+
+def _as_format_1(entries):
+    """The manifest of a format-2 file of dense layers as 0.1.0 wrote it (format 1)."""
+    manifest = _manifest(entries)
+    manifest["format_version"], manifest["dense_xp_version"] = 1, "0.1.0"
+    if manifest["kind"] == "Layer":
+        manifest["kind"] = "DenseLayer"
+    for layer in manifest["layers"]:
+        del layer["class"], layer["input_size"]
+    return manifest
+
+
+@pytest.mark.parametrize("kind", ["layer", "model"])
+def test_format_1_files_still_load(backend, tmp_path, kind):
+    xp, device = backend
+    dtype = wide(xp, device)
+    layers = [
+        _layer(4, 8, "relu", seed=1, dtype=dtype, xp=xp, device=device),
+        _layer(8, 3, None, seed=2, dtype=dtype, xp=xp, device=device, use_bias=False),
+    ]
+    obj = layers[0] if kind == "layer" else Sequential(layers)
+    save(obj, tmp_path / "new.npz")
+    entries = _entries(tmp_path / "new.npz")
+    _write(tmp_path / "old.npz", entries, _as_format_1(entries))
+    back = load(tmp_path / "old.npz", device, xp=xp)
+    assert type(back) is type(obj)
+    for a, b in zip(
+        [obj] if kind == "layer" else obj.layers, [back] if kind == "layer" else back.layers, strict=True
+    ):
+        _assert_same_params(a, b)
 
 
 def test_path_without_npz_suffix_is_written_exactly(backend, tmp_path):
@@ -177,7 +210,7 @@ def test_failed_save_keeps_previous_file_and_leaves_no_temp(backend, tmp_path, m
 @pytest.mark.parametrize(
     ("obj", "path", "exc", "match"),
     [
-        (3, "a.npz", TypeError, r"`obj` must be a DenseLayer or a Sequential, got int 3"),
+        (3, "a.npz", TypeError, r"`obj` must be a dense_xp layer or a Sequential, got int 3"),
         ("layer", b"a.npz", TypeError, r"`path` must be a non-empty str or os.PathLike, got bytes"),
         ("layer", "missing/a.npz", FileNotFoundError, r"directory does not exist.*missing"),
     ],
@@ -243,24 +276,27 @@ def _arrays(**changes):
 
 TAMPERED = [
     (_tamper(format="other"), r"manifest format is 'other', not 'dense_xp'"),
-    (_tamper(format_version=2), r"newer dense_xp.*format_version 2.*upgrade dense_xp"),
+    (_tamper(format_version=3), r"newer dense_xp.*format_version 3.*upgrade dense_xp"),
     (_tamper(format_version=0), r"format_version must be an integer >= 1, got 0"),
     (_tamper(format_version="1"), r"format_version must be an integer >= 1, got '1'"),
-    (_tamper(kind="Conv2D"), r"kind must be one of \('DenseLayer', 'Sequential'\), got 'Conv2D'"),
+    (_tamper(kind="Conv2D"), r"kind must be one of \('Layer', 'DenseLayer', 'Sequential'\), got 'Conv2D'"),
     (_tamper(extra=1), r"unknown keys \['extra'\]"),
     (_tamper(layers=[]), r"'layers' must be a non-empty list"),
     (_tamper(layers__0__config__output_size=9), r"shape \[4, 3\] of 'layers.0.W' contradicts the config"),
     (_tamper(layers__0__config__input_size=0), r"layer 0 has an invalid config: `input_size` must be an"),
     (
         _tamper(layers__0__config__activation="swish"),
-        r"layer 0 uses activation 'swish', which is not registered",
+        r"layer 0 has an invalid config: `activation` names activation 'swish': it is not registered",
     ),
     (_tamper(layers__0__config__seed=1.5), r"layer 0 has an invalid config: `seed`.*float 1.5"),
     (_tamper(layers__0__config__dtype="float16"), r"layer 0 has an invalid config: .*dtype"),
     (_tamper(layers__0__config__use_bias=False), r"lists arrays \['W', 'b'\], its config needs \['W'\]"),
     (_tamper(layers__0__dtype="int32"), r"layer 0 dtype must be a float dtype.*'int32'"),
     (_tamper(layers__0__dtype="float64"), r"manifest dtype '<f4' of 'layers.0.W' does not match .*float64"),
-    (_tamper(layers__0__arrays__W__shape=[3, 4]), r"manifest shape \[3, 4\].*W must be \(input_size, outp"),
+    (
+        _tamper(layers__0__arrays__W__shape=[3, 4]),
+        r"manifest shape \[3, 4\] of 'layers.0.W' contradicts the config: it declares W \(4, 3\), b \(1, 3\)",
+    ),
     (_arrays(layers__0__W=lambda e: e["layers.0.W"].T.copy()), r"has shape \(3, 4\), not \(4, 3\)"),
     (_arrays(layers__0__b=lambda e: e["layers.0.b"][0]), r"'layers.0.b' has shape \(3,\).*\(1, 3\)"),
     (_arrays(layers__0__W=lambda e: e["layers.0.W"].astype(np.int32)), r"dtype '<i4', the manifest says"),
@@ -407,6 +443,7 @@ def test_registered_activation_round_trips_by_name_and_unregistered_is_refused(b
     finally:
         ACTIVATIONS.pop("test_halve")
     with pytest.raises(
-        CheckpointError, match=r"layer 0 uses activation 'test_halve', which is not registered"
+        CheckpointError,
+        match=r"layer 0 has an invalid config: `activation` names activation 'test_halve': it is not regis",
     ):
         load(tmp_path / "h.npz", device, xp=xp)

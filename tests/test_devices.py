@@ -137,11 +137,11 @@ def test_a_bias_of_another_dtype_is_refused_before_anything_changes(backend, use
         pytest.skip("the device has no float64")
     layer = DenseLayer(3, 2, "relu", seed=0, dtype="float32", device=device, xp=xp)
     layer.forward(np.ones((2, 3)))
-    cache = layer._cache
-    layer.b = xp.asarray(np.full((1, 2), 0.5), dtype=xp.float64, device=device)
-    with pytest.raises(TypeError, match=r"`b` has dtype float64 but `W` has float32"):
-        layer.forward(np.ones((2, 3)))
+    cache, b = layer._cache, layer.b
+    with pytest.raises(TypeError, match=r"`b` must have the layer's param_dtype float32, got float64"):
+        layer.b = xp.asarray(np.full((1, 2), 0.5), dtype=xp.float64, device=device)
     assert layer._cache is cache
+    assert layer.b is b
 
 
 def test_tf32_is_pinned_off_in_the_suite():

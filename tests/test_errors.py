@@ -22,7 +22,7 @@ from tests.helpers import assert_unchanged, snapshot, wide
         (
             {"activation": "swish"},
             ValueError,
-            r"`activation` must be None or one of 'linear', 'relu'.*got 'swish'",
+            r"`activation` names activation 'swish': it is not registered.*built-in: 'linear', 'relu'",
         ),
         ({"activation": 3}, TypeError, r"`activation` must be a string or None, got int 3"),
         ({"seed": -1}, ValueError, r"`seed`.*got -1"),
@@ -30,7 +30,7 @@ from tests.helpers import assert_unchanged, snapshot, wide
         ({"seed": 1.5}, TypeError, r"`seed`.*got float 1.5"),
         ({"dtype": "int32"}, ValueError, r"`dtype` must be one of float16, float32, float64.*'int32'"),
         ({"init": "orthogonal"}, ValueError, r"`init` must be one of 'seed'.*got 'orthogonal'"),
-        ({"use_bias": 1}, TypeError, r"`use_bias` must be True or False, got 1"),
+        ({"use_bias": 1}, TypeError, r"`use_bias` must be True or False, got int 1"),
         ({"device": "gpu"}, ValueError, r'`device` must be "cpu", "cuda", "cuda:N" or "auto", got \'gpu\''),
         ({"device": 0}, TypeError, r"`device` must be a device string \(.*\) or a device object .*got 0"),
     ],

@@ -10,11 +10,11 @@ import pytest
 
 import dense_xp
 from dense_xp import DenseLayer, Sequential, TrainingDivergedError, _backend, _checks
-from dense_xp._scaling import LossScaler
 from dense_xp.checkpoint import CheckpointError, load, save
 from dense_xp.demo import train_digits
 from dense_xp.losses import get_loss
 from dense_xp.optimizers import SGD, Adam
+from dense_xp.training._scaling import LossScaler
 from tests.helpers import assert_unchanged, central_diff, host, snapshot, tol
 from tests.test_checkpoint import _entries, _manifest, _write
 
@@ -523,14 +523,14 @@ def test_gradients_non_finite_at_every_scale_raise(float16_backend, monkeypatch)
     model = _mixed_model(xp, device)
     before = [host(p) for p in model.parameters()]
     layer = model.layers[0]
-    backward = layer.backward
+    backprop = layer.backprop  # what models call
 
-    def poisoned(d_out, lr=0.01):
-        d_input = backward(d_out, lr=lr)
+    def poisoned(d_out, **kwargs):
+        d_input = backprop(d_out, **kwargs)
         layer.grads["W"] = layer.grads["W"] * xp.asarray(float("nan"), dtype=xp.float32, device=device)
         return d_input
 
-    monkeypatch.setattr(layer, "backward", poisoned)
+    monkeypatch.setattr(layer, "backprop", poisoned)
     X_train, y = _blobs(48)
     with pytest.raises(
         TrainingDivergedError, match=r"gradients are not finite even at loss scale 2\.98023e-08"

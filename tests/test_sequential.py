@@ -207,9 +207,9 @@ def test_fit_rejects_bad_input_and_changes_nothing(backend, kwargs, exc, match):
 
 
 def test_constructor_rejects_bad_stacks():
-    with pytest.raises(TypeError, match=r"`layers` must be a non-empty list of DenseLayer"):
-        Sequential([])
-    with pytest.raises(TypeError, match=r"`layers` must be a non-empty list of DenseLayer"):
+    with pytest.raises(ValueError, match=r"the model has no layers: add one with `model.add\(layer\)`"):
+        Sequential([]).forward(np.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"`layers` must be a list of dense_xp layers \(Layer subclasses\)"):
         Sequential([DenseLayer(2, 2), "relu"])
     with pytest.raises(ValueError, match=r"`layers\[1\]` takes 4 inputs but `layers\[0\]` gives 3"):
         Sequential([DenseLayer(2, 3), DenseLayer(4, 1)])

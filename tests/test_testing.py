@@ -141,7 +141,9 @@ def test_check_gradients_leaves_the_model_alone(backend):
 
 def test_check_gradients_rejects_bad_arguments():
     layer = DenseLayer(3, 2, seed=0)
-    with pytest.raises(TypeError, match=r"`model_or_layer` must be a DenseLayer or a Sequential, got str"):
+    with pytest.raises(
+        TypeError, match=r"`model_or_layer` must be a dense_xp layer or a Sequential, got str"
+    ):
         check_gradients("layer", np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"`X` must have shape \(n, 3\) with n >= 1, got \(2, 4\)"):
         check_gradients(layer, np.ones((2, 4)))

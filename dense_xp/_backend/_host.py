@@ -71,12 +71,17 @@ def mover(src_xp: Any, src_device: Any, xp: Any, device: Any, dtype: Any) -> Any
     return move
 
 
-def _describe(x: Any) -> str:
+def describe(x: Any) -> str:
+    """What ``x`` is, for messages: ``"an array of numpy on device 'cpu' (float32, shape (4, 5))"``."""
+    if not array_api_compat.is_array_api_obj(x):
+        return f"{type(x).__name__} {x!r}"[:200]
     try:
         where = array_api_compat.device(x)
     except Exception:
         where = "?"
-    return f"an array of {namespace_name(array_api_compat.array_namespace(x))} on device {where!r}"
+    xp = array_api_compat.array_namespace(x)
+    what = f"{_checks.dtype_name(x.dtype)}, shape {tuple(x.shape)}"
+    return f"an array of {namespace_name(xp)} on device {where!r} ({what})"
 
 
 def _host_array(x: Any, name: str) -> np.ndarray:
@@ -198,7 +203,7 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
             x = x.detach()  # parameters must never join an autograd graph
         if array_api_compat.array_namespace(x) is not xp or array_api_compat.device(x) != device:
             msg = (
-                f"`{name}` is {_describe(x)}, but the layer lives on device {device!r} "
+                f"`{name}` is {describe(x)}, but the layer lives on device {device!r} "
                 f"of {namespace_name(xp)}; pass host data or dense_xp.to_numpy({name}), "
                 f"or move the layer with .to(...)"
             )

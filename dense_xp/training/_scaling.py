@@ -16,7 +16,7 @@ from typing import Any
 
 import array_api_compat
 
-from . import _backend, _checks
+from .. import _backend, _checks
 
 __all__ = ["LossScaler"]
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from . import _checks
+from .. import _checks
 
 __all__ = ["Guard", "TrainingDivergedError"]
 
@@ -57,20 +57,19 @@ class Guard:
         return self.xp.zeros((), dtype=self.dtype, device=self.model.device)
 
     def _arrays(self) -> list[Any]:
-        params: list[Any] = self.model.parameters()
-        return params + [a for s in self.optimizer.state for a in s.values()]
+        arrays: list[Any] = self.model.parameters() + self.model.states()
+        return arrays + [a for s in self.optimizer.state for a in s.values()]
 
     def _save(self) -> None:
         xp, opt = self.xp, self.optimizer
         self.params = [xp.asarray(p, copy=True) for p in self.model.parameters()]
+        self.states = [xp.asarray(a, copy=True) for a in self.model.states()]
         self.state = [{k: xp.asarray(v, copy=True) for k, v in s.items()} for s in opt.state]
         self.steps = opt.steps
 
     def _restore(self) -> None:
-        saved = iter(self.params)
-        for layer in self.model.layers:
-            for name in layer.parameters():
-                setattr(layer, name, next(saved))
+        self.model.set_parameters(self.params)
+        self.model.set_states(self.states)
         if self.state:
             self.optimizer.state, self.optimizer.steps = self.state, self.steps
         else:  # saved before the optimizer's first step
@@ -104,7 +103,7 @@ class Guard:
         bad += [
             f"`layers[{i}].{name}`"
             for i, layer in enumerate(self.model.layers)
-            for name, p in layer.parameters().items()
+            for name, p in layer.arrays().items()
             if not bool(xp.all(xp.isfinite(p)))
         ]
         state = [a for s in self.optimizer.state for a in s.values()]

@@ -1,0 +1,82 @@
+"""The in-memory engine of :func:`dense_xp.training.fit`: batches on the model's device.
+
+Batches come to the device through :func:`dense_xp._backend.device_batches`;
+the sums of a window stay on the device between the guard's checks; a
+float16 compute dtype under wider parameters trains with dynamic loss scaling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .. import _backend, _checks, _data
+from ..losses import accuracy
+from ._guard import Guard, TrainingDivergedError
+from ._scaling import LossScaler
+
+__all__ = ["Engine", "loss_scaling"]
+
+
+def loss_scaling(model: Any) -> bool:
+    """Whether ``fit`` scales the loss: float16 compute under wider parameters."""
+    compute = model.compute_dtype
+    return _checks.dtype_name(compute) == "float16" and compute != model.param_dtype
+
+
+class Engine:
+    """One model trained on checked ``(X, y)`` in memory (see :mod:`._loop` for the protocol)."""
+
+    def __init__(self, model: Any, X: Any, y: Any, options: Any) -> None:
+        self.model, self.X, self.y, self.options = model, X, y, options
+        self.loss, self.optimizer = options.loss, options.optimizer
+        self.n = X.shape[0]
+        self.batch_size = self.n if options.batch_size is None else options.batch_size
+        self.guard = Guard(model, options.optimizer, options.check_every)
+        self.scaler = LossScaler() if loss_scaling(model) else None
+
+    def steps(self, order: Any, epoch: int) -> Iterator[tuple[int, Any, Any]]:
+        """Train on each batch of the epoch's ``order``; yield ``(rows, summed loss, summed hits)``."""
+        model, guard = self.model, self.guard
+        xp, device = model.xp, model.device
+        rows = _data.batches(self.n, self.batch_size, order)
+        for batch, (Xb, yb) in enumerate(
+            _backend.device_batches((self.X, self.y), rows, xp=xp, device=device), 1
+        ):
+            with _backend.on_device(device):
+                out = _data.widen(model, model.run_forward(Xb, training=True))
+                value, grad = self.loss(out, yb)
+                m = out.shape[0]
+                if self.scaler is None:
+                    model.backward(grad, input_grad=False)
+                    model.set_parameters(self.optimizer.step(model.parameters(), model.gradients()))
+                else:
+                    model.backward(grad * self.scaler.scale, input_grad=False)
+                    self._scaled_step(epoch, batch)
+                yield m, guard.widen(value) * m, guard.widen(accuracy(out, yb)) * m
+
+    def _scaled_step(self, epoch: int, batch: int) -> None:
+        """The optimizer step on the unscaled gradients, or none where they are not all finite."""
+        model, scaler = self.model, self.scaler
+        assert scaler is not None
+        grads = model.gradients()
+        finite = scaler.unscale(grads)
+        model.set_gradients(grads)  # unscaled in place, or new arrays where they are not writeable (JAX)
+        if finite:
+            model.set_parameters(self.optimizer.step(model.parameters(), grads))
+        scaler.update(finite)
+        if scaler.exhausted:
+            msg = (
+                f"training diverged at epoch {epoch}, batch {batch}: the gradients are not finite "
+                f"even at loss scale {scaler.scale:g}"
+            )
+            raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
+
+    def evaluate(self, validation_data: Any) -> dict[str, float]:
+        """Loss and accuracy on the checked validation data, in inference mode."""
+        X, y = validation_data
+        return _data.evaluate_sums(self.model, X, y, loss=self.loss, batch_size=self.batch_size)
+
+    def record(self) -> dict[str, float]:
+        """The loss scale and the steps skipped this epoch, with loss scaling."""
+        return {} if self.scaler is None else self.scaler.record()
