@@ -111,20 +111,20 @@ class _Rows:
             lo = words.add(words.arange(self.n)[:, None], words.const(lo_start), False)
             if lo_start + self.n <= 1 << 32:
                 return lo, words.add(xp.zeros_like(lo), words.const(hi_start), False)
-            carry = xp.astype(lo < words.const(lo_start), lo.dtype)  # the low word wrapped
+            carry = xp.astype(~words.ge(lo, lo_start), lo.dtype)  # the low word wrapped
             return lo, words.add(carry, words.const(hi_start), False)
         a = self.array
-        if words.wide or xp.iinfo(a.dtype).bits == 64:
-            a = xp.astype(a, xp.int64) if words.wide else a
-            lo, hi = a & MASK, (a >> 32) & MASK  # two's complement: -1 is 2**64 - 1
+        if words.signed or xp.iinfo(a.dtype).bits == 64:
+            a = xp.astype(a, xp.int64) if words.signed else a
+            lo, hi = words.from_wide(a & MASK), words.from_wide((a >> 32) & MASK)  # -1 is 2**64 - 1
         elif xp.iinfo(a.dtype).min < 0:  # int8..int32 without int64 (JAX without x64, no_x64)
             a = xp.astype(a, xp.int32)
             negative = xp.astype(a < 0, words.dtype)
             lo = xp.astype(a & 0x7FFFFFFF, words.dtype) | (negative << 31)
             hi = xp.zeros_like(negative) - negative  # 0 or 2**32 - 1
         else:
-            lo, hi = a, xp.zeros_like(a)
-        return xp.astype(lo, words.dtype)[:, None], xp.astype(hi, words.dtype)[:, None]
+            lo, hi = xp.astype(a, words.dtype), xp.zeros((self.n,), dtype=words.dtype, device=words.device)
+        return lo[:, None], hi[:, None]
 
 
 def drop_threshold(rate: Any) -> int:
@@ -220,7 +220,7 @@ def random_bits(key: Any, stream: Any, rows: Any, n_cols: Any, *, xp: Any, devic
     with _backend.on_device(device):
         words, (blocks,) = _draw(key, stream, spec, n_cols, xp=xp, device=device)
         out = _interleave(xp, blocks, n_cols)
-        return xp.astype(out, xp.uint32) if words.wide else out
+        return words.to_uint32(out)
 
 
 def uniform(key: Any, stream: Any, rows: Any, n_cols: Any, *, xp: Any, device: Any, dtype: Any = None) -> Any:
@@ -242,8 +242,8 @@ def uniform(key: Any, stream: Any, rows: Any, n_cols: Any, *, xp: Any, device: A
     with _backend.on_device(device):
         dtype = resolve_dtype(dtype, xp=xp, device=device, compute=True)
         lanes = 1 if _BITS[dtype_name(dtype)] <= 32 else 2
-        _, blocks = _draw(key, stream, spec, n_cols, xp=xp, device=device, lanes=lanes)
-        floats = [_floats(xp, *words, dtype=dtype) for words in zip(*blocks, strict=True)]
+        words, blocks = _draw(key, stream, spec, n_cols, xp=xp, device=device, lanes=lanes)
+        floats = [_floats(words, *lane_words, dtype=dtype) for lane_words in zip(*blocks, strict=True)]
         return _interleave(xp, floats, n_cols)
 
 
@@ -258,18 +258,20 @@ def uniform_from_bits(high: Any, low: Any = None, *, dtype: Any, xp: Any, device
         if _BITS[dtype_name(dtype)] > 32 and low is None:
             msg = f"`low` is needed for {dtype_name(dtype)}, which takes 53 bits from two words"
             raise ValueError(msg)
-        if array_api_compat.is_torch_namespace(xp):  # torch's uint32 has no shift kernels
-            high = xp.astype(high, xp.int64)
-            low = None if low is None else xp.astype(low, xp.int64)
-        return _floats(xp, high, low, dtype=dtype)
+        words = Words(xp, device, [])
+        if words.signed:  # torch's uint32 has no shift kernels: int32 words, through int64
+            high = words.from_wide(xp.astype(high, xp.int64))
+            low = None if low is None else words.from_wide(xp.astype(low, xp.int64))
+        return _floats(words, high, low, dtype=dtype)
 
 
-def _floats(xp: Any, high: Any, low: Any = None, *, dtype: Any) -> Any:
+def _floats(words: Words, high: Any, low: Any = None, *, dtype: Any) -> Any:
     """``k * 2**-p`` for ``k`` the top ``p`` significand bits (53 from two words for float64)."""
-    bits = _BITS[dtype_name(dtype)]
+    xp, bits = words.xp, _BITS[dtype_name(dtype)]
     if bits > 32:
-        return (xp.astype(high >> 5, dtype) * 2.0**26 + xp.astype(low >> 6, dtype)) * 2.0**-53
-    out = xp.astype(high >> (32 - bits), xp.float32) * 2.0**-bits  # exact: at most 24 bits
+        top, rest = xp.astype(words.shr(high, 5), dtype), xp.astype(words.shr(low, 6), dtype)
+        return (top * 2.0**26 + rest) * 2.0**-53
+    out = xp.astype(words.shr(high, 32 - bits), xp.float32) * 2.0**-bits  # exact: at most 24 bits
     return out if out.dtype == dtype else xp.astype(out, dtype)
 
 
@@ -291,5 +293,4 @@ def keep_mask(rate: Any, key: Any, stream: Any, rows: Any, n_cols: Any, *, xp: A
         if threshold in (0, 1 << 32):
             return xp.full((spec.n, n_cols), threshold == 0, dtype=xp.bool, device=device)
         words, (blocks,) = _draw(key, stream, spec, n_cols, xp=xp, device=device, extra=threshold)
-        bound = words.const(threshold)
-        return _interleave(xp, [w >= bound for w in blocks], n_cols)
+        return _interleave(xp, [words.ge(w, threshold) for w in blocks], n_cols)

@@ -11,9 +11,8 @@ same bits.
 
 On arrays the words are uint32, whose additions wrap modulo ``2**32`` in
 NumPy, CuPy, JAX and array-api-strict; torch 2.13 has no uint32 addition,
-shift or comparison kernels, so there they are int64 holding values in
-``[0, 2**32)``, masked after each addition and left shift (:class:`Words`).
-A constant of 2**31 or more reaches the device as an entry of one small uint32
+shift or comparison kernels, so there they are int32 with the same bit
+patterns (:class:`Words`). A constant of 2**31 or more reaches the device as an entry of one small uint32
 table rather than as a Python int: JAX without x64 refuses Python ints beyond
 int32.
 """
@@ -26,7 +25,7 @@ import array_api_compat
 
 from . import _backend
 
-__all__ = ["MASK", "ROUNDS", "Words", "mix", "schedule", "threefry4x32", "threefry4x32_arrays"]
+__all__ = ["MASK", "ROUNDS", "Words", "mix", "schedule", "threefry4x32", "threefry4x32_arrays", "uses_int32"]
 
 ROUNDS = 20  # Random123's default for Threefry-4x32
 MASK = 0xFFFFFFFF
@@ -69,54 +68,81 @@ def _pairs(r: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return ((0, 1, a), (2, 3, b)) if r % 2 == 0 else ((0, 3, a), (2, 1, b))
 
 
-class Words:
-    """32-bit words in ``xp`` on ``device``: uint32, or int64 in ``[0, 2**32)`` (torch).
+def uses_int32(xp: Any) -> bool:
+    """Whether :class:`Words` of ``xp`` are int32 (torch) rather than uint32."""
+    return array_api_compat.is_torch_namespace(xp)
 
-    ``constants`` are the values (in ``[0, 2**32)``) that :meth:`const` will be
-    asked for: those of 2**31 or more go to the device at once, in one table.
+
+class Words:
+    """32-bit words in ``xp`` on ``device``: uint32, or in torch int32 holding the same bit patterns.
+
+    Torch 2.13 has no uint32 addition, shift or comparison kernels; its int32
+    additions and left shifts wrap modulo ``2**32`` like uint32 ones (eager
+    torch computes them in two's complement, and casts int32 to uint32
+    modulo ``2**32``), and the right shifts and comparisons below undo the
+    sign. ``constants`` are the values (in ``[0, 2**32)``) that :meth:`const`
+    will be asked for: those of 2**31 or more go to the device at once, in one
+    table, except in torch, which takes them as Python ints.
     """
 
     def __init__(self, xp: Any, device: Any, constants: list[int]) -> None:
         self.xp, self.device = xp, device
-        self.wide = array_api_compat.is_torch_namespace(xp)  # no uint32 add/shift/compare kernels
-        self.dtype = xp.int64 if self.wide else xp.uint32
-        big = sorted({c for c in constants if c >= _SCALAR_LIMIT}) if not self.wide else []
+        self.signed = uses_int32(xp)
+        self.dtype = xp.int32 if self.signed else xp.uint32
         self._big: dict[int, Any] = {}
-        if big:
+        big = sorted({c for c in constants if c >= _SCALAR_LIMIT})
+        if big and not self.signed:
             table = xp.asarray(big, dtype=self.dtype, device=device)
             self._big = {c: table[i] for i, c in enumerate(big)}
 
     def const(self, value: int) -> Any:
         """``value`` (in ``[0, 2**32)``) as an operand: a Python int, or a 0-d word from the table."""
+        if self.signed:
+            return value - (1 << 32) if value >= _SCALAR_LIMIT else value
         return self._big.get(value, value)
 
     def add(self, a: Any, b: Any, inplace: bool) -> Any:
         """``a + b`` modulo ``2**32``; ``inplace`` updates ``a`` (which must have the result's shape)."""
         if inplace:
             a += b
-            if self.wide:
-                a &= MASK
             return a
-        return (a + b) & MASK if self.wide else a + b
+        return a + b
+
+    def shr(self, x: Any, s: int) -> Any:
+        """``x >> s`` (logical), a new array."""
+        return (x >> s) & ((1 << (32 - s)) - 1) if self.signed else x >> s
 
     def half_round(self, a: Any, b: Any, rot: int, inplace: bool) -> tuple[Any, Any]:
         """One half-round: ``a += b; b = rotl(b, rot) ^ a``."""
         a = self.add(a, b, inplace)
-        low = b >> (32 - rot)
+        low = self.shr(b, 32 - rot)
         if inplace:
             b <<= rot
-            if self.wide:
-                b &= MASK
             b |= low
             b ^= a
             return a, b
-        high = (b << rot) & MASK if self.wide else b << rot
-        return a, (high | low) ^ a
+        return a, ((b << rot) | low) ^ a
+
+    def ge(self, x: Any, value: int) -> Any:
+        """``x >= value`` as unsigned 32-bit numbers (``value`` in ``[0, 2**32)``)."""
+        if self.signed:  # flipping the sign bit maps [0, 2**32) onto int32 in order
+            return (x ^ -_SCALAR_LIMIT) >= value - _SCALAR_LIMIT
+        return x >= self.const(value)
 
     def arange(self, n: int) -> Any:
         """``0 .. n - 1`` (``n < 2**31``) as words."""
         xp = self.xp
         return xp.astype(xp.arange(n, dtype=xp.int32, device=self.device), self.dtype)
+
+    def from_wide(self, x: Any) -> Any:
+        """Words from an int64 or uint64 array of values in ``[0, 2**32)``."""
+        if self.signed:
+            x = (x ^ _SCALAR_LIMIT) - _SCALAR_LIMIT  # in int32's range: the cast is exact
+        return self.xp.astype(x, self.dtype)
+
+    def to_uint32(self, x: Any) -> Any:
+        """The uint32 array of the words ``x`` (torch casts int32 to uint32 modulo ``2**32``)."""
+        return self.xp.astype(x, self.xp.uint32) if self.signed else x
 
 
 def mix(words: Words, inject: list[tuple[int, int, int, int]], counter: list[Any], rounds: int) -> list[Any]:
@@ -145,5 +171,7 @@ def threefry4x32_arrays(
     with _backend.on_device(device):
         inject = schedule(key, rounds)
         words = Words(xp, device, [c for k in inject for c in k])
+        if words.signed:  # torch: through int64, where the values fit
+            counter = [words.from_wide(xp.astype(c, xp.int64)) for c in counter]
         out = mix(words, inject, [xp.astype(c, words.dtype) for c in counter], rounds)
-        return [xp.astype(w, xp.uint32) for w in out] if words.wide else out
+        return [words.to_uint32(w) for w in out]

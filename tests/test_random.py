@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import dense_xp
-from dense_xp import _random
+from dense_xp import _random, _threefry
 from dense_xp._checks import device_float_names
 from dense_xp._random import (
     drop_threshold,
@@ -80,10 +80,11 @@ def test_same_bits_masks_and_floats_on_every_backend(backend):
         assert array_api_compat.device(bits) == device
         assert host(bits).dtype == np.uint32
         np.testing.assert_array_equal(host(bits), expected)
-        mask = keep_mask(0.3, KEY, STREAM, spec, n_cols, xp=xp, device=device)
-        assert mask.dtype == xp.bool
-        assert array_api_compat.device(mask) == device
-        np.testing.assert_array_equal(host(mask), expected >= drop_threshold(0.3))
+        for rate in (0.3, 0.9):  # thresholds below and above 2**31
+            mask = keep_mask(rate, KEY, STREAM, spec, n_cols, xp=xp, device=device)
+            assert mask.dtype == xp.bool
+            assert array_api_compat.device(mask) == device
+            np.testing.assert_array_equal(host(mask), expected >= drop_threshold(rate))
     for name in device_float_names(xp=xp, device=device, names=FLOATS):
         u = uniform(KEY, STREAM, ACROSS, 11, xp=xp, device=device, dtype=name)
         assert u.dtype == getattr(xp, name)
@@ -359,3 +360,26 @@ def test_a_dtype_the_device_lacks_is_refused():
     with pytest.raises(ValueError, match="`dtype`"):
         uniform(**GOOD, xp=NP[0], device=NP[1], dtype="int32")
     assert uniform(**GOOD, xp=xp, device=device).dtype == xp.float32  # the device's default
+
+
+def test_int32_words_give_the_same_draws(monkeypatch):
+    """Torch's int32 words, run on NumPy (whose int32 arithmetic wraps too): where torch is not installed."""
+    rows = np.array([5, -1, 2**40, 3], dtype=np.int64)
+    draws = {
+        "bits": lambda: random_bits(KEY, STREAM, ACROSS, 11, xp=NP[0], device=NP[1]),
+        "index rows": lambda: random_bits(KEY, STREAM, rows, 7, xp=NP[0], device=NP[1]),
+        "mask": lambda: keep_mask(0.9, KEY, STREAM, ACROSS, 9, xp=NP[0], device=NP[1]),
+        "float32": lambda: uniform(KEY, STREAM, ACROSS, 9, xp=NP[0], device=NP[1], dtype="float32"),
+        "float64": lambda: uniform(KEY, STREAM, ACROSS, 9, xp=NP[0], device=NP[1], dtype="float64"),
+        "from bits": lambda: uniform_from_bits(
+            np.array([0, 2**31, MASK], dtype=np.uint32), np.array([MASK] * 3, dtype=np.uint32),
+            dtype="float64", xp=NP[0], device=NP[1],
+        ),
+    }  # fmt: skip
+    expected = {name: np.asarray(draw()) for name, draw in draws.items()}
+    monkeypatch.setattr(_threefry, "uses_int32", lambda xp: True)
+    assert _threefry.Words(NP[0], NP[1], []).dtype == np.int32
+    for name, draw in draws.items():
+        got = np.asarray(draw())
+        assert got.dtype == expected[name].dtype, name
+        np.testing.assert_array_equal(got, expected[name], err_msg=name)
