@@ -22,7 +22,7 @@ import dense_xp
 from dense_xp import _random
 
 from ._report import blas_summary
-from ._timing import machine_info, measure, require, summarize
+from ._timing import machine_info, measure, require, summarize, wait_for_idle
 
 __all__ = ["LIBRARIES", "OUT_DIR", "main", "run"]
 
@@ -178,6 +178,8 @@ def _block(library: str, shapes: list[tuple[int, int]], args: argparse.Namespace
     for shape in shapes:
         for name, make in generators:
             record: dict[str, Any] = {"library": library, "generator": name, "n": shape[0], "width": shape[1]}
+            if args.idle_wait > 0:
+                record["cpu_busy_before"] = wait_for_idle(args.idle_wait)  # other processes' load
             try:
                 step, sync = make(shape)
                 samples = measure(
@@ -278,6 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of samples per case (default 1)")
     parser.add_argument(
         "--min-repeat", type=int, default=10, help="fewest timed samples per case (default 10)"
+    )
+    parser.add_argument(
+        "--idle-wait",
+        type=float,
+        default=0.0,
+        help="before each case, wait up to this many seconds for the CPUs to be <30%% busy",
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every library")
     parser.add_argument(
