@@ -21,6 +21,10 @@ from Python ints, the counters are made on the device with ``arange``.
     keep = keep_mask(rate, key=seed, stream=step, rows=range(start, start + n), n_cols=width,
                      xp=xp, device=device)
     y = x * keep / keep_probability(rate)       # or xp.where(keep, x / (1 - rate), 0)
+
+Call it eagerly under JAX: inside ``jax.jit``, XLA fuses the final stack of
+the four words into the rounds and recomputes them (15 s instead of 47 ms for
+a 4096 x 1024 mask on a CPU).
 """
 
 from __future__ import annotations
