@@ -61,7 +61,7 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert summary["env"]["CUPY_CACHE_DIR"] == str(tmp_path / "kernels")
     assert set(summary["probe"]) == {"cupy", "torch", "jax", "nvidia_smi"}
     assert [name for name, step in summary["steps"].items() if step["status"] == "passed"] == [
-        "info", "warm", "tests", "demo", "bench",
+        "info", "warm", "tests", "demo", "bench", "random",
     ]  # fmt: skip
     assert summary["steps"]["tests"]["counts"]["passed"] >= 1
     assert "failed" not in summary["steps"]["tests"]["counts"]
