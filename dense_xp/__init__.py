@@ -19,7 +19,7 @@ from .activations import ACTIVATIONS, register_activation
 from .checkpoint import CheckpointError, load, save
 from .layer import DenseLayer
 from .losses import get_loss
-from .optimizers import SGD, Adam, AdamW, Optimizer, get_optimizer
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, get_optimizer
 from .plotting import plot_history
 from .sequential import Sequential, TrainingDivergedError
 
@@ -34,6 +34,7 @@ __all__ = [
     "DenseLayer",
     "DeviceUnavailableError",
     "Optimizer",
+    "RMSprop",
     "Sequential",
     "TrainingDivergedError",
     "__version__",
