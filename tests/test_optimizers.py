@@ -8,6 +8,7 @@ import pytest
 
 from dense_xp import resolve_device
 from dense_xp.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop, get_optimizer
+from dense_xp.schedules import StepLR
 from tests.helpers import host, tol, wide
 
 SHAPES = [(4, 3), (1, 3)]
@@ -298,6 +299,7 @@ def test_mixed_libraries_are_refused():
         (SGD, {"lr": None}, TypeError, r"`lr` must be a finite number >= 0, a schedule .*got NoneType None"),
         (Adam, {"lr": "0.1"}, TypeError, r"`lr` must be a finite number >= 0, a schedule .*got str '0.1'"),
         (RMSprop, {"lr": True}, TypeError, r"`lr` must be a finite number >= 0, a schedule .*got bool True"),
+        (Adam, {"lr": StepLR}, TypeError, r"`lr` must be .*a callable of the step count, got type <class"),
         (SGD, {"momentum": -0.5}, ValueError, r"`momentum` must be a finite number >= 0, got -0.5"),
         (SGD, {"momentum": True}, TypeError, r"`momentum` must be a finite number >= 0, got bool True"),
         (SGD, {"momentum": float("inf")}, ValueError, r"`momentum` must be a finite number >= 0, got inf"),
@@ -464,3 +466,12 @@ def test_other_libraries_keywords_are_refused_with_ours(cls, keyword, hint):
         cls(**{keyword: 0.01})
     with pytest.raises(TypeError, match=rf"unexpected keyword argument {keyword!r}; {hint}"):
         get_optimizer(cls.__name__.lower(), **{keyword: 0.01})
+
+
+def test_a_subclass_taking_any_keyword_is_not_second_guessed():
+    class Tagged(SGD):
+        def __init__(self, lr=0.1, **tags):
+            super().__init__(lr)
+            self.tags = tags
+
+    assert Tagged(learning_rate=3).tags == {"learning_rate": 3}

@@ -71,9 +71,12 @@ def suggest(name: str, known: Iterable[str]) -> str:
 
 
 @functools.cache
-def _parameters(cls: type) -> tuple[str, ...]:
+def _parameters(cls: type) -> tuple[str, ...] | None:
+    """The keywords ``cls()`` takes, or ``None`` where its ``__init__`` takes any (``**kwargs``)."""
     params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-    return tuple(name for name, p in params.items() if name != "self" and p.kind is not p.VAR_KEYWORD)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(name for name in params if name != "self")
 
 
 def check_keywords(cls: type, kwargs: Mapping[str, Any]) -> None:
@@ -84,6 +87,8 @@ def check_keywords(cls: type, kwargs: Mapping[str, Any]) -> None:
     "unexpected keyword argument".
     """
     known = _parameters(cls)
+    if known is None:
+        return
     for name in kwargs:
         if name in known:
             continue

@@ -112,7 +112,7 @@ class Optimizer(Stateful):
     def lr(self, value: Any) -> None:
         if isinstance(value, Schedule):
             self._schedule, self._interval, self._lr = value, value.interval, math.nan
-        elif callable(value):
+        elif callable(value) and not isinstance(value, type):
             self._schedule, self._interval, self._lr = value, "step", math.nan
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             self._lr, self._schedule = _checks.check_lr(value, allow_none=False), None
