@@ -20,7 +20,7 @@ from .checkpoint import CheckpointError, load, save
 from .layers import Dense, DenseLayer, Layer, register_layer
 from .losses import get_loss
 from .model import Sequential
-from .optimizers import SGD, Adam, AdamW, Optimizer, get_optimizer
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, get_optimizer
 from .plotting import plot_history
 from .training import TrainingDivergedError
 
@@ -37,6 +37,7 @@ __all__ = [
     "DeviceUnavailableError",
     "Layer",
     "Optimizer",
+    "RMSprop",
     "Sequential",
     "TrainingDivergedError",
     "__version__",

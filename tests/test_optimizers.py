@@ -1,4 +1,4 @@
-"""Optimizers: torch.optim semantics, in-place updates, state placement and argument checks."""
+"""Optimizers: torch.optim semantics, in-place updates, state placement, names and argument checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from dense_xp import resolve_device
-from dense_xp.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, get_optimizer
+from dense_xp.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop, get_optimizer
+from dense_xp.schedules import StepLR
 from tests.helpers import host, tol, wide
 
 SHAPES = [(4, 3), (1, 3)]
@@ -24,6 +25,21 @@ SETTINGS = [
     ("adamw", {"lr": 0.05}),
     ("adamw", {"lr": 0.05, "weight_decay": 0.3, "betas": (0.8, 0.9)}),
     ("adamw", {"lr": 0.05, "weight_decay": 0.0}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "dampening": 0.5}),
+    ("sgd", {"lr": 0.1, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1}),
+    ("rmsprop", {"lr": 0.01}),
+    ("rmsprop", {"lr": 0.01, "alpha": 0.9, "eps": 1e-6}),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.9}),
+    ("rmsprop", {"lr": 0.01, "centered": True}),
+    ("rmsprop", {"lr": 0.005, "alpha": 0.8, "momentum": 0.5, "centered": True, "weight_decay": 0.1}),
+    ("rmsprop", {"lr": 0.01, "weight_decay": 0.2}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "clip_norm": 1.0}),
+    ("adam", {"lr": 0.05, "clip_norm": 0.5}),
+    ("adamw", {"lr": 0.05, "clip_norm": 100.0}),  # never reached: the coefficient is clamped to 1
+    ("rmsprop", {"lr": 0.01, "centered": True, "clip_norm": 2.0}),
+    ("sgd", {"lr": 0.1, "clip_value": 0.5}),
+    ("adam", {"lr": 0.05, "weight_decay": 0.1, "clip_value": 0.3}),
+    ("rmsprop", {"lr": 0.01, "momentum": 0.9, "clip_value": 1.0}),
 ]
 IDS = [f"{name}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for name, kw in SETTINGS]
 STATE_NAMES = {
@@ -31,6 +47,7 @@ STATE_NAMES = {
     "adam": ("exp_avg", "exp_avg_sq"),
     "adamw": ("exp_avg", "exp_avg_sq"),
 }
+TORCH_STEPS = 100
 
 
 def _draws(seed, steps=5):
@@ -46,24 +63,42 @@ def _on(xp, device, a, dtype=None):
     return xp.asarray(a, dtype=getattr(xp, dtype or wide(xp, device)), device=device)
 
 
+def _torch_reference(torch, name, kwargs, params0):
+    """The torch optimizer for ``kwargs``, its parameters, and the clipping to apply before each step."""
+    kwargs = dict(kwargs)
+    clip_norm, clip_value = kwargs.pop("clip_norm", None), kwargs.pop("clip_value", None)
+    tensors = [torch.tensor(p, requires_grad=True) for p in params0]
+    classes = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+    ref = getattr(torch.optim, classes[name])(tensors, **kwargs)
+
+    def clip():
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(tensors, clip_norm)
+        if clip_value is not None:
+            torch.nn.utils.clip_grad_value_(tensors, clip_value)
+
+    return ref, tensors, clip
+
+
 @pytest.mark.parametrize(("name", "kwargs"), SETTINGS, ids=IDS)
 def test_matches_torch_optim(backend, name, kwargs):
+    """100 steps, each compared with torch.optim's (to 1e-12 in float64), then the state."""
     torch = pytest.importorskip("torch")
     xp, device = backend
-    params0, grads = _draws(0)
-    ref_params = [torch.tensor(p, requires_grad=True) for p in params0]
-    torch_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
-    ref = torch_cls(ref_params, **kwargs)
+    params0, grads = _draws(0, steps=TORCH_STEPS)
+    ref, ref_params, clip = _torch_reference(torch, name, kwargs, params0)
     opt = get_optimizer(name, **kwargs)
     params = [_on(xp, device, p.copy()) for p in params0]
-    rtol, atol = (1e-6, 1e-12) if wide(xp, device) == "float64" else (1e-4, 1e-5)
+    rtol, atol = (1e-12, 1e-12) if wide(xp, device) == "float64" else (1e-4, 1e-4)
     for step_grads in grads:
         for tensor, g in zip(ref_params, step_grads, strict=True):
             tensor.grad = torch.tensor(g)
+        clip()
         ref.step()
         params = opt.step(params, [_on(xp, device, g) for g in step_grads])
         for got, expected in zip(params, ref_params, strict=True):
-            np.testing.assert_allclose(host(got), expected.detach().numpy(), rtol=rtol, atol=atol)
+            want = expected.detach().numpy()
+            np.testing.assert_allclose(host(got), want, rtol=rtol, atol=atol)
     assert opt.steps == len(grads)
     for state, tensor in zip(opt.state, ref_params, strict=True):
         assert set(state) == set(ref.state[tensor]) - {"step"}
@@ -261,13 +296,57 @@ def test_mixed_libraries_are_refused():
     [
         (SGD, {"lr": -0.1}, ValueError, r"`lr` must be a finite number >= 0, got -0.1"),
         (SGD, {"lr": float("nan")}, ValueError, r"`lr` must be a finite number >= 0, got nan"),
-        (SGD, {"lr": None}, TypeError, r"`lr` must be a finite number >= 0, got NoneType None"),
-        (Adam, {"lr": "0.1"}, TypeError, r"`lr` must be a finite number >= 0, got str '0.1'"),
+        (SGD, {"lr": None}, TypeError, r"`lr` must be a finite number >= 0, a schedule .*got NoneType None"),
+        (Adam, {"lr": "0.1"}, TypeError, r"`lr` must be a finite number >= 0, a schedule .*got str '0.1'"),
+        (RMSprop, {"lr": True}, TypeError, r"`lr` must be a finite number >= 0, a schedule .*got bool True"),
+        (Adam, {"lr": StepLR}, TypeError, r"`lr` must be .*a callable of the step count, got type <class"),
         (SGD, {"momentum": -0.5}, ValueError, r"`momentum` must be a finite number >= 0, got -0.5"),
         (SGD, {"momentum": True}, TypeError, r"`momentum` must be a finite number >= 0, got bool True"),
         (SGD, {"momentum": float("inf")}, ValueError, r"`momentum` must be a finite number >= 0, got inf"),
         (SGD, {"nesterov": 1, "momentum": 0.9}, TypeError, r"`nesterov` must be True or False, got int 1"),
-        (SGD, {"nesterov": True}, ValueError, r"`nesterov=True` requires `momentum` > 0, got momentum=0.0"),
+        (SGD, {"nesterov": True}, ValueError, r"`nesterov=True` requires `momentum` > 0 and `dampening` = 0"),
+        (
+            SGD,
+            {"nesterov": True, "momentum": 0.9, "dampening": 0.1},
+            ValueError,
+            r"`nesterov=True` requires .* \(as torch.optim.SGD\), got momentum=0.9, dampening=0.1",
+        ),
+        (SGD, {"dampening": 1.5}, ValueError, r"`dampening` must be a finite number in \[0, 1\], got 1.5"),
+        (
+            SGD,
+            {"dampening": None},
+            TypeError,
+            r"`dampening` must be a finite number in \[0, 1\], got NoneType",
+        ),
+        (RMSprop, {"alpha": 1.01}, ValueError, r"`alpha` must be a finite number in \[0, 1\], got 1.01"),
+        (RMSprop, {"eps": 0.0}, ValueError, r"`eps` must be a finite number > 0, got 0.0"),
+        (RMSprop, {"momentum": -0.1}, ValueError, r"`momentum` must be a finite number >= 0, got -0.1"),
+        (RMSprop, {"weight_decay": -1.0}, ValueError, r"`weight_decay` must be a finite number >= 0"),
+        (RMSprop, {"centered": 1}, TypeError, r"`centered` must be True or False, got int 1"),
+        (
+            Adam,
+            {"clip_norm": 0.0},
+            ValueError,
+            r"`clip_norm` must be a finite number > 0 \(or None\), got 0.0",
+        ),
+        (
+            SGD,
+            {"clip_value": -1},
+            ValueError,
+            r"`clip_value` must be a finite number > 0 \(or None\), got -1",
+        ),
+        (
+            AdamW,
+            {"clip_norm": "1"},
+            TypeError,
+            r"`clip_norm` must be a finite number > 0 \(or None\), got str",
+        ),
+        (
+            RMSprop,
+            {"clip_norm": 1.0, "clip_value": 0.5},
+            ValueError,
+            r"`clip_norm` and `clip_value` exclude each other, got clip_norm=1.0 and clip_value=0.5",
+        ),
         (SGD, {"weight_decay": -1}, ValueError, r"`weight_decay` must be a finite number >= 0, got -1"),
         (Adam, {"weight_decay": float("inf")}, ValueError, r"`weight_decay` must be a finite number >= 0"),
         (
@@ -310,13 +389,20 @@ def test_lr_can_change_between_steps_but_only_to_a_valid_value():
 
 
 def test_defaults_and_repr():
-    assert repr(SGD()) == "SGD(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0)"
-    assert repr(Adam()) == "Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
-    assert repr(AdamW()) == "AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01)"
+    clip = "clip_norm=None, clip_value=None"
+    assert (
+        repr(SGD()) == f"SGD(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0, {clip})"
+    )
+    assert repr(Adam()) == f"Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, {clip})"
+    assert repr(AdamW()) == f"AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01, {clip})"
+    assert repr(RMSprop(clip_norm=1)) == (
+        "RMSprop(lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, "
+        "clip_norm=1.0, clip_value=None)"
+    )
 
 
 def test_get_optimizer():
-    assert set(OPTIMIZERS) == {"sgd", "adam", "adamw"}
+    assert set(OPTIMIZERS) == {"sgd", "adam", "adamw", "rmsprop"}
     for name, cls in OPTIMIZERS.items():
         opt = get_optimizer(name, lr=0.25)
         assert type(opt) is cls
@@ -325,11 +411,12 @@ def test_get_optimizer():
         assert get_optimizer(opt) is opt
     assert get_optimizer("AdamW").weight_decay == 0.01
     assert get_optimizer("sgd", momentum=0.9, nesterov=True).nesterov is True
-    valid = "'sgd', 'adam', 'adamw'"
+    assert type(get_optimizer("RMSprop", centered=True)) is RMSprop
+    valid = "'sgd', 'adam', 'adamw', 'rmsprop'"
     with pytest.raises(
-        ValueError, match=rf"`optimizer` must be one of {valid} or an Optimizer instance; got 'rms"
+        ValueError, match=rf"`optimizer` must be one of {valid} or an Optimizer instance; got 'lbfgs'$"
     ):
-        get_optimizer("rmsprop")
+        get_optimizer("lbfgs")  # nothing close: no suggestion
     with pytest.raises(TypeError, match=r"keyword arguments \['lr'\] apply only to an optimizer name"):
         get_optimizer(SGD(), lr=0.1)
     with pytest.raises(
@@ -338,3 +425,53 @@ def test_get_optimizer():
         get_optimizer(SGD)
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'momentum'"):
         get_optimizer("adam", momentum=0.9)
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [
+        ("adamw_", "adamw"),
+        ("sgd_momentum", "sgd"),
+        ("RMS_prop", "rmsprop"),
+        ("adma", "adam"),
+        ("nadam", "adam"),
+    ],
+)
+def test_unknown_name_suggests_the_closest(name, closest):
+    with pytest.raises(ValueError, match=rf"got {name!r}; did you mean {closest!r}\?$"):
+        get_optimizer(name)
+
+
+@pytest.mark.parametrize(
+    ("cls", "keyword", "hint"),
+    [
+        (Adam, "learning_rate", r"did you mean `lr`\? \(dense_xp uses torch.optim's names\)"),
+        (SGD, "learning_rate", r"did you mean `lr`\?"),
+        (AdamW, "beta_1", r"did you mean `betas`\?"),
+        (Adam, "epsilon", r"did you mean `eps`\?"),
+        (RMSprop, "rho", r"did you mean `alpha`\?"),
+        (SGD, "clipnorm", r"did you mean `clip_norm`\?"),
+        (Adam, "global_clipnorm", r"did you mean `clip_norm`\?"),
+        (RMSprop, "clipvalue", r"did you mean `clip_value`\?"),
+        (SGD, "nesterov_", r"did you mean `nesterov`\?"),
+        (Adam, "momentum", r"it takes lr, betas, eps, weight_decay, clip_norm, clip_value$"),
+        (SGD, "rho", r"it takes lr, momentum, nesterov, weight_decay, dampening, clip_norm, clip_value$"),
+    ],
+)
+def test_other_libraries_keywords_are_refused_with_ours(cls, keyword, hint):
+    """Keras spells the learning rate ``learning_rate``: refused, naming ``lr`` (one spelling everywhere)."""
+    with pytest.raises(
+        TypeError, match=rf"^{cls.__name__}\(\) got an unexpected keyword argument {keyword!r}; {hint}"
+    ):
+        cls(**{keyword: 0.01})
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument {keyword!r}; {hint}"):
+        get_optimizer(cls.__name__.lower(), **{keyword: 0.01})
+
+
+def test_a_subclass_taking_any_keyword_is_not_second_guessed():
+    class Tagged(SGD):
+        def __init__(self, lr=0.1, **tags):
+            super().__init__(lr)
+            self.tags = tags
+
+    assert Tagged(learning_rate=3).tags == {"learning_rate": 3}

@@ -349,7 +349,7 @@ _VALID_INTS = st.one_of(st.integers(-1, 3), st.sampled_from([1.5, "2", None, Tru
     x=st.sampled_from(range(len(X_CASES))),
     y=st.sampled_from(range(len(Y_CASES))),
     loss=st.sampled_from(["softmax_cross_entropy", "mse", "hinge", None, 3]),
-    optimizer=st.sampled_from(["adam", "sgd", "rmsprop", 3, None, "SGD(lr=0.1)"]),
+    optimizer=st.sampled_from(["adam", "sgd", "lbfgs", 3, None, "SGD(lr=0.1)"]),
     epochs=_VALID_INTS,
     batch_size=st.one_of(st.integers(-1, 14), st.sampled_from([0.5, "4", None])),
     check_every=_VALID_INTS,

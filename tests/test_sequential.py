@@ -157,7 +157,7 @@ FIT_BAD = [
     ({"y": np.full(10, 0.5)}, (TypeError, ValueError), r"`y`"),
     ({"X": np.zeros((10, 63))}, ValueError, r"`X` must have shape \(n, 64\) with n >= 1, got \(10, 63\)"),
     ({"loss": "hinge"}, ValueError, r"`loss` must be .*'softmax_cross_entropy'.*got 'hinge'"),
-    ({"optimizer": "rmsprop"}, ValueError, r"`optimizer` must be .*'adam'.*got 'rmsprop'"),
+    ({"optimizer": "lbfgs"}, ValueError, r"`optimizer` must be .*'adam'.*got 'lbfgs'"),
     ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1, got 0"),
     ({"epochs": -1}, ValueError, r"`epochs` must be an integer >= 0, got -1"),
     ({"epochs": 1.5}, TypeError, r"`epochs` must be an integer >= 0, got float 1.5"),
