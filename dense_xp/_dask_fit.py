@@ -10,9 +10,7 @@ import math
 import uuid
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from . import _backend, _chunks
+from . import _backend, _chunks, _progress
 from ._guard import Guard
 
 __all__ = ["SPLIT_EVERY", "Trainer", "blocks", "send", "tree"]
@@ -72,12 +70,7 @@ class Trainer:
         size = self.n if batch_size is None else batch_size
         for epoch in range(1, epochs + 1):
             order = rng.permutation(self.n) if shuffle else None
-            with tqdm(
-                total=self.n,
-                desc=f"epoch {epoch}/{epochs}",
-                unit="sample",
-                disable=None if progress else True,
-            ) as bar:
+            with _progress.bar(self.n, f"epoch {epoch}/{epochs}", enabled=progress) as bar:
                 scores = self._epoch(size, order, epoch, bar)
                 if validation_data is not None:
                     val = self.model.evaluate(*validation_data, loss=self.loss, batch_size=batch_size or 1024)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from . import _backend, _checks
+from . import _backend, _checks, _progress
 from ._guard import Guard, TrainingDivergedError
 from ._scaling import LossScaler
 from .losses import accuracy
@@ -35,9 +33,7 @@ def run(
     scaler = LossScaler() if loss_scaling(model) else None
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n) if shuffle else None
-        with tqdm(
-            total=n, desc=f"epoch {epoch}/{epochs}", unit="sample", disable=None if progress else True
-        ) as bar:
+        with _progress.bar(n, f"epoch {epoch}/{epochs}", enabled=progress) as bar:
             scores = _epoch(model, X, y, loss, optimizer, batch_size, order, epoch, bar, guard, scaler)
             if validation_data is not None:
                 val = model._evaluate(*validation_data, loss=loss, batch_size=batch_size)

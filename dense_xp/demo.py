@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import _backend, _checks
+from . import _backend, _checks, _progress
 from .layer import DenseLayer
 from .optimizers import Adam
 from .plotting import plot_history
@@ -83,14 +83,15 @@ def _sklearn_baseline(
     L2 penalty, ``alpha=1e-4``, included).
     """
     from sklearn.neural_network import MLPClassifier
-    from tqdm.auto import trange
 
     clf = MLPClassifier(
         hidden_layer_sizes=(HIDDEN,), learning_rate_init=LR, batch_size=BATCH, random_state=seed
     )
     classes = sorted(set(y_train.tolist()))  # every label, as partial_fit needs on its first call
-    for _ in trange(epochs, desc="scikit-learn", unit="epoch", disable=None if progress else True):
-        clf.partial_fit(X_train, y_train, classes=classes)
+    with _progress.bar(epochs, "scikit-learn", enabled=progress, unit="epoch") as bar:
+        for _ in range(epochs):
+            clf.partial_fit(X_train, y_train, classes=classes)
+            bar.update(1)
     return float(clf.score(X_test, y_test))
 
 
