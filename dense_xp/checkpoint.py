@@ -68,6 +68,19 @@ def _path(path: Any) -> str:
     return name
 
 
+def _save_path(path: Any) -> str:
+    """``path`` as a str, refused unless its name ends in ``.npz`` (nothing is appended silently)."""
+    name = _path(path)
+    root, suffix = os.path.splitext(name)
+    if suffix != ".npz":
+        msg = (
+            f"`path` must name a .npz file, since a checkpoint is a .npz archive, got {name!r}; "
+            f"save to {root + '.npz'!r} instead"
+        )
+        raise ValueError(msg)
+    return name
+
+
 def _layers_of(obj: Any) -> tuple[str, list[DenseLayer]]:
     if isinstance(obj, DenseLayer):
         return "DenseLayer", [obj]
@@ -114,20 +127,25 @@ def save(obj: DenseLayer | Sequential, path: str | os.PathLike[str]) -> None:
         Its configs, dtypes (parameter and compute) and parameters are saved;
         gradients, optimizer state and the device are not.
     path : str or os.PathLike
-        Written exactly as given (no ``.npz`` suffix is added). The write is
-        atomic: a new file in the same directory is filled, flushed to disk,
-        then renamed onto ``path``, so on any error a previous file at
-        ``path`` is left untouched and no partial file remains.
+        The file to write, whose name ends in ``.npz``: a name that does not
+        is refused, as Keras refuses a ``.keras`` path of another extension
+        (NumPy's ``savez`` would append ``.npz``). The write is atomic: a new
+        file in the same directory is filled, flushed to disk, then renamed
+        onto ``path``, so on any error a previous file at ``path`` is left
+        untouched and no partial file remains.
 
     Raises
     ------
     TypeError
         ``obj`` is neither a DenseLayer nor a Sequential, or ``path`` is not a path.
+    ValueError
+        The name of ``path`` does not end in ``.npz`` (the message suggests
+        the ``.npz`` name); nothing is written.
     FileNotFoundError
         The directory of ``path`` does not exist.
     """
     kind, layers = _layers_of(obj)
-    name = _path(path)
+    name = _save_path(path)
     arrays: dict[str, Any] = {}
     entries = []
     for i, layer in enumerate(layers):
@@ -258,8 +276,9 @@ def load(
     Parameters
     ----------
     path : str or os.PathLike
-        A regular file written by :func:`save`. A directory, FIFO, socket or
-        device is refused before it is opened.
+        A regular file written by :func:`save`, whatever its name: its
+        contents decide (a checkpoint renamed without ``.npz`` still loads).
+        A directory, FIFO, socket or device is refused before it is opened.
     device : str or device object, optional
         Where the parameters go; ``None`` takes :func:`dense_xp.get_default_device`
         (or ``xp``'s default device when ``xp`` is given).
