@@ -20,6 +20,7 @@ DESCRIPTION = (
     "'demo' trains an MLP on scikit-learn's digits."
 )
 USAGE_ERROR, FAILURE = 2, 1
+DISTRIBUTION = "dense-xp"  # the name pip shows (`pip show dense-xp`), whatever the program is called
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +61,7 @@ def _prog() -> str:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``python -m dense_xp`` and the ``dense-xp`` script."""
     parser = _Parser(prog=prog or _prog(), description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{info,demo}", help="the command")
     info = commands.add_parser(
         "info",
@@ -104,7 +105,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--save",
         default="digits_mlp.npz",
         type=Path,
-        help="checkpoint path; the learning curves go beside it as a .png (default: digits_mlp.npz)",
+        help="checkpoint path, a name ending in .npz; the learning curves go beside it as a .png "
+        "(default: digits_mlp.npz)",
     )
     demo.add_argument(
         "--no-baseline", action="store_true", help="skip the scikit-learn MLPClassifier comparison"
@@ -122,6 +124,39 @@ def _public_name(kind: type[BaseException]) -> str:
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
 
+def _check_save(parser: argparse.ArgumentParser, save: Path) -> None:
+    """``--save`` names a ``.npz`` in a directory that exists (as :func:`dense_xp.save` requires)."""
+    if not save.parent.is_dir():
+        parser.error(f"argument --save: the directory {str(save.parent)!r} does not exist")
+    if save.suffix == ".png":
+        parser.error(f"argument --save: the learning curves go to {save.name!r}: name the checkpoint .npz")
+    if save.suffix != ".npz":
+        root, _ = os.path.splitext(str(save))
+        parser.error(
+            f"argument --save: must name a .npz file, since the checkpoint is a .npz archive, "
+            f"got {str(save)!r}; use {root + '.npz'!r}"
+        )
+
+
+def _resolve(request: object, *, from_env: bool) -> tuple[object, object]:
+    """``resolve_device(request)``; an unusable CUDA device's advice is in command-line terms."""
+    try:
+        return _backend.resolve_device(request)
+    except _backend.DeviceUnavailableError:
+        if not isinstance(request, str):
+            raise
+        _, index = _backend.parse_request(request, name="--device")
+        problem = _backend.cuda_problem(index or 0)
+        if problem is None:
+            raise
+        where = f" (requested by {_backend.ENV_VAR}={request!r})" if from_env else ""
+        msg = (
+            f"device {request!r}{where} is unavailable: {problem.reason}. To fix it, {problem.fix}; "
+            "or pass --device auto to fall back to the CPU."
+        )
+        raise _backend.DeviceUnavailableError(msg) from None
+
+
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .demo import _require, train_digits
 
@@ -134,14 +169,9 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(str(exc))
         except _backend.DeviceUnavailableError:
             pass  # reported below, as for --device
-    if not args.save.parent.is_dir():
-        parser.error(f"argument --save: the directory {str(args.save.parent)!r} does not exist")
-    if args.save.suffix == ".png":
-        parser.error(
-            f"argument --save: the learning curves go to {args.save.name!r}: name the checkpoint .npz"
-        )
+    _check_save(parser, args.save)
     _require("sklearn", "matplotlib")  # before anything is printed or trained
-    xp, device = _backend.resolve_device(request)
+    xp, device = _resolve(request, from_env=args.device is None)
     where = f"{_backend.namespace_name(xp)} on {device!r}"
     why = _backend.cuda_unusable_reason(0) if str(request).startswith("auto") and device == "cpu" else None
     print(
@@ -166,31 +196,48 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
+def _info(parser: argparse.ArgumentParser) -> int:
+    """The backend report; then a bad ``DENSE_XP_DEVICE`` is a usage error (exit 2), as in ``demo``."""
+    print(format_info(backend_info()))
+    try:
+        _backend.resolve_device()
+    except ValueError as exc:
+        sys.stdout.flush()  # the report first, then the error
+        parser.error(str(exc))
+    except _backend.DeviceUnavailableError:
+        pass  # reported above: the machine is described, not a usage error
+    return 0
+
+
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "info":
-        print(format_info(backend_info()))
-        return 0
+        return _info(args.parser)
     return _demo(args.parser, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m dense_xp`` and the ``dense-xp`` script; returns the exit status.
 
-    0 on success, 2 for a usage error, 1 for a failure (the device cannot be
-    used, an extra is missing, a file cannot be written...): each answered in
-    one line on standard error.
+    0 on success, 2 for a usage error (an invalid option, or an invalid
+    ``DENSE_XP_DEVICE``, which ``info`` reports first), 1 for a failure (the
+    device cannot be used, an extra is missing, a file cannot be written...):
+    each answered in one line on standard error. A reader that goes away
+    (``dense-xp info | head -1``) ends the command quietly, with status 0.
     """
     from .checkpoint import CheckpointError
     from .training import TrainingDivergedError
 
     failures = (_backend.DeviceUnavailableError, CheckpointError, TrainingDivergedError, ImportError, OSError)
     try:
-        return _run(argv)
-    except BrokenPipeError:  # the reader went away, as with `dense-xp info | head -1`
+        try:
+            return _run(argv)
+        finally:  # also after --help or a usage error (SystemExit)
+            sys.stdout.flush()  # a closed pipe shows here, inside the try, not at the interpreter's exit
+    except BrokenPipeError:  # the reader went away, as with `dense-xp info | head -1`: not a failure
         with contextlib.suppress(OSError, ValueError, AttributeError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return FAILURE
+        return 0
     except KeyboardInterrupt:
         print(f"{_prog()}: interrupted", file=sys.stderr)
         return 130

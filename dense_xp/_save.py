@@ -14,7 +14,7 @@ from typing import Any
 
 from . import _backend, _manifest
 
-__all__ = ["path_name", "save"]
+__all__ = ["npz_path", "path_name", "save"]
 
 
 def path_name(path: Any) -> str:
@@ -25,6 +25,19 @@ def path_name(path: Any) -> str:
     if not isinstance(name, str) or not name:
         msg = f"`path` must be a non-empty str or os.PathLike, got {type(path).__name__} {path!r}"
         raise TypeError(msg)
+    return name
+
+
+def npz_path(path: Any) -> str:
+    """``path`` as a str, refused unless its name ends in ``.npz`` (nothing is appended silently)."""
+    name = path_name(path)
+    root, suffix = os.path.splitext(name)
+    if suffix != ".npz":
+        msg = (
+            f"`path` must name a .npz file, since a checkpoint is a .npz archive, got {name!r}; "
+            f"save to {root + '.npz'!r} instead"
+        )
+        raise ValueError(msg)
     return name
 
 
@@ -76,10 +89,12 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         optimizer state and the device are not. Every layer must be built
         and of a registered class.
     path : str or os.PathLike
-        Written exactly as given (no ``.npz`` suffix is added). The write is
-        atomic: a new file in the same directory is filled, flushed to disk,
-        then renamed onto ``path``, so on any error a previous file at
-        ``path`` is left untouched and no partial file remains.
+        The file to write, whose name ends in ``.npz``: a name that does not
+        is refused, as Keras refuses a ``.keras`` path of another extension
+        (NumPy's ``savez`` would append ``.npz``). The write is atomic: a new
+        file in the same directory is filled, flushed to disk, then renamed
+        onto ``path``, so on any error a previous file at ``path`` is left
+        untouched and no partial file remains.
 
     Raises
     ------
@@ -87,13 +102,14 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         ``obj`` is neither a layer nor a Sequential, a layer's class is not
         registered, or ``path`` is not a path.
     ValueError
-        A layer is not built, or the model's layers disagree (see
-        :meth:`Sequential.check`).
+        The name of ``path`` does not end in ``.npz`` (the message suggests
+        the ``.npz`` name), a layer is not built, or the model's layers
+        disagree (see :meth:`Sequential.check`); nothing is written.
     FileNotFoundError
         The directory of ``path`` does not exist.
     """
     kind, layers = _layers_of(obj)
-    name = path_name(path)
+    name = npz_path(path)
     arrays: dict[str, Any] = {}
     entries = []
     for i, layer in enumerate(layers):

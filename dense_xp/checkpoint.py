@@ -176,8 +176,9 @@ def load(
     Parameters
     ----------
     path : str or os.PathLike
-        A regular file written by :func:`save`. A directory, FIFO, socket or
-        device is refused before it is opened.
+        A regular file written by :func:`save`, whatever its name: its
+        contents decide (a checkpoint renamed without ``.npz`` still loads).
+        A directory, FIFO, socket or device is refused before it is opened.
     device : str or device object, optional
         Where the parameters go; ``None`` takes :func:`dense_xp.get_default_device`
         (or ``xp``'s default device when ``xp`` is given).

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import _backend, _checks
+from . import _backend, _checks, _progress
 from .layers import DenseLayer
 from .model import Sequential
 from .optimizers import Adam
@@ -83,15 +83,38 @@ def _sklearn_baseline(
     L2 penalty, ``alpha=1e-4``, included).
     """
     from sklearn.neural_network import MLPClassifier
-    from tqdm.auto import trange
 
     clf = MLPClassifier(
         hidden_layer_sizes=(HIDDEN,), learning_rate_init=LR, batch_size=BATCH, random_state=seed
     )
     classes = sorted(set(y_train.tolist()))  # every label, as partial_fit needs on its first call
-    for _ in trange(epochs, desc="scikit-learn", unit="epoch", disable=None if progress else True):
-        clf.partial_fit(X_train, y_train, classes=classes)
+    with _progress.bar(epochs, "scikit-learn", enabled=progress, unit="epoch") as bar:
+        for _ in range(epochs):
+            clf.partial_fit(X_train, y_train, classes=classes)
+            bar.update(1)
     return float(clf.score(X_test, y_test))
+
+
+def _dtypes(model: Sequential) -> str:
+    """The dtypes the model really trains in: ``float32`` or ``float32 parameters, float16 compute``."""
+    param = _checks.dtype_name(model.layers[0].param_dtype)
+    compute = _checks.dtype_name(model.layers[0].compute_dtype)
+    return param if compute == param else f"{param} parameters, {compute} compute"
+
+
+def _scores_text(scores: dict[str, float], history: dict[str, list[float]], n_test: int) -> list[str]:
+    """The test scores with digits enough to tell two runs apart (float16 from float32 compute, say)."""
+    hits = round(scores["accuracy"] * n_test)
+    parts = [
+        f"test accuracy {scores['accuracy']:.4f} ({hits}/{n_test}, target >= {TARGET_ACCURACY}), "
+        f"test loss {scores['loss']:.6g}"
+    ]
+    if history["loss"]:
+        parts.append(f"final training loss {history['loss'][-1]:.6g}")
+    if history.get("loss_scale"):
+        skipped = sum(history["skipped_steps"])
+        parts.append(f"loss scale {history['loss_scale'][-1]:g}, {skipped} steps skipped")
+    return parts
 
 
 class _Steps:
@@ -154,7 +177,7 @@ def train_digits(
     Returns
     -------
     dict
-        ``device``, ``test_accuracy``, ``train_seconds``, ``history``,
+        ``device``, ``test_accuracy``, ``test_loss``, ``train_seconds``, ``history``,
         ``model``, ``seconds`` (each step's time: ``load``, ``train``,
         ``baseline``, ``save``) and, with ``baseline=True``,
         ``sklearn_accuracy``.
@@ -167,7 +190,7 @@ def train_digits(
         X_train, X_test, y_train, y_test = load_digits_split(seed)
         detail.append(f"{len(X_train)} training and {len(X_test)} test images of 8x8 pixels")
     result: dict[str, Any] = {"device": f"{_backend.namespace_name(model.xp)} on {model.device!r}"}
-    title = f"training with dense_xp: {epochs} epochs, Adam lr {LR:g}, batches of {BATCH}"
+    title = f"training with dense_xp: {epochs} epochs, Adam lr {LR:g}, batches of {BATCH}, {_dtypes(model)}"
     with steps.step("train", title) as detail:
         history = model.fit(
             X_train,
@@ -181,10 +204,13 @@ def train_digits(
             progress=progress,
         )
         scores = model.evaluate(X_test, y_test, loss="softmax_cross_entropy")
-        detail.append(f"test accuracy {scores['accuracy']:.4f} (target >= {TARGET_ACCURACY})")
-        if history["loss"]:
-            detail.append(f"final training loss {history['loss'][-1]:.4f}")
-    result |= {"test_accuracy": scores["accuracy"], "history": history, "model": model}
+        detail.extend(_scores_text(scores, history, len(X_test)))
+    result |= {
+        "test_accuracy": scores["accuracy"],
+        "test_loss": scores["loss"],
+        "history": history,
+        "model": model,
+    }
     if baseline:
         title = "training scikit-learn's MLPClassifier: same network, optimizer, batches and epochs"
         with steps.step("baseline", title) as detail:

@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "numpydoc",
+    "myst_parser",  # reads CHANGELOG.md (docs/changelog.rst)
 ]
 templates_path = ["_templates"]
 exclude_patterns = ["_build"]

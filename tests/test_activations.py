@@ -149,7 +149,7 @@ def test_register_rejects_and_changes_nothing(args, kwargs, exc, match):
 
 def test_unknown_name_says_how_to_register():
     with pytest.raises(
-        ValueError, match=r"'swish': it is not registered.*dense_xp.register_activation\('swish', forward, backward\)"
+        ValueError, match=r"'swish': it is not registered.*register_activation\('swish', forward, backward\)"
     ):
         DenseLayer(2, 2, "swish")
 

@@ -241,3 +241,40 @@ def test_conformance_table_runs_each_feature_and_reports_failures(monkeypatch):
     assert "[1] numpy, pickle: RuntimeError: boom" in conformance.format_table(
         ids, rows, notes, markdown=False
     )
+
+
+def test_bench_demo_times_fresh_processes_and_reads_the_demos_own_times(tmp_path):
+    pytest.importorskip("threadpoolctl", reason="the bench extra is not installed")
+    pytest.importorskip("sklearn", reason="the demo extra is not installed")
+    pytest.importorskip("matplotlib", reason="the demo extra is not installed")
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_demo", "--runs", "2", "--out", str(out),
+         "--", "--device", "cpu", "--epochs", "1", "--no-baseline"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["demo_args"] == ["--device", "cpu", "--epochs", "1", "--no-baseline"]
+    (first, second) = report["runs"]
+    for run in (first, second):
+        assert set(run) >= {"wall_s", "done_in", "load", "train", "save"}
+        assert "baseline" not in run
+        assert run["wall_s"] > run["done_in"] >= run["load"] + run["train"] + run["save"] - 0.05
+    table = out.with_suffix(".txt").read_text()
+    assert table.startswith("python -m dense_xp demo --device cpu --epochs 1 --no-baseline: 2 runs")
+    assert "\nmed " in table
+    assert not list(tmp_path.glob("*.npz"))  # the demo's files went to a temporary folder
+
+
+def test_bench_demo_reads_each_part_of_the_demos_output():
+    from benchmarks.bench_demo import parse
+
+    output = (
+        "dense_xp 0.1.0 demo: a 64-128-10 MLP on scikit-learn's digits, float32\n"
+        "[1/4] loading scikit-learn's digits ...\n      1347 training and 450 test images (0.71 s)\n"
+        "[2/4] training with dense_xp: 3 epochs, float32 ...\n      test accuracy 0.9267 (417/450) (0.05 s)\n"
+        "[3/4] training scikit-learn's MLPClassifier: same network ...\n      test accuracy 0.9533 (0.11 s)\n"
+        "[4/4] saving ...\n      model: d.npz; learning curves: d.png (0.51 s)\ndone in 1.4 s\n"
+    )
+    assert parse(output) == {"load": 0.71, "train": 0.05, "baseline": 0.11, "save": 0.51, "done_in": 1.4}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import array_api_compat
 import numpy as np
@@ -179,11 +180,26 @@ def test_format_1_files_still_load(backend, tmp_path, kind):
         _assert_same_params(a, b)
 
 
-def test_path_without_npz_suffix_is_written_exactly(backend, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [("weights.bin", "weights.npz"), ("out.txt", "out.npz"), ("m.h5", "m.npz"), ("weights", "weights.npz")],
+)
+@pytest.mark.parametrize("how", ["save", "method"])
+def test_path_without_npz_suffix_is_refused_and_nothing_is_written(backend, tmp_path, name, suggested, how):
+    xp, device = backend
+    model = Sequential([_layer(2, 2, seed=4, device=device, xp=xp)])
+    target = tmp_path / name
+    expected = rf"`path` must name a \.npz file.*got '{re.escape(str(target))}'; save to '.*{suggested}'"
+    with pytest.raises(ValueError, match=expected):
+        save(model, target) if how == "save" else model.save(target)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_checkpoint_loads_whatever_its_file_name(backend, tmp_path):
     xp, device = backend
     layer = _layer(2, 2, seed=4, device=device, xp=xp)
-    save(layer, tmp_path / "weights.bin")
-    assert os.listdir(tmp_path) == ["weights.bin"]
+    save(layer, tmp_path / "weights.npz")
+    os.rename(tmp_path / "weights.npz", tmp_path / "weights.bin")  # the contents decide, not the name
     _assert_same_params(load(str(tmp_path / "weights.bin"), device, xp=xp), layer)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 
 import pytest
@@ -50,3 +51,26 @@ def test_the_demo_without_matplotlib_asks_for_the_extra_before_training(monkeypa
     with pytest.raises(ImportError, match=r'needs matplotlib: pip install "dense-xp\[demo\]"'):
         demo.train_digits(device="cpu", epochs=1, plot_to=tmp_path / "c.png", log=lines.append)
     assert lines == []  # nothing started
+
+
+def test_float16_compute_is_told_apart_from_float32_by_its_scores_and_dtypes():
+    runs = {}
+    for compute in ("float32", "float16"):
+        lines = []
+        result = demo.train_digits(
+            device="cpu", epochs=2, compute_dtype=compute, progress=False, baseline=False, log=lines.append
+        )
+        title, scores = lines[2], lines[3]
+        runs[compute] = (title, scores, result)
+    assert runs["float32"][0].endswith("batches of 32, float32 ...")
+    assert runs["float16"][0].endswith("batches of 32, float32 parameters, float16 compute ...")
+    for _, scores, result in runs.values():
+        hits = round(result["test_accuracy"] * 450)
+        assert f"test accuracy {result['test_accuracy']:.4f} ({hits}/450, target >= 0.97)" in scores
+        assert f"test loss {result['test_loss']:.6g}; " in scores
+        assert f"final training loss {result['history']['loss'][-1]:.6g}" in scores
+    assert re.search(r"; loss scale \d+, \d+ steps skipped \(", runs["float16"][1])
+    assert "loss scale" not in runs["float32"][1]
+    f32, f16 = runs["float32"][2], runs["float16"][2]
+    assert f32["test_loss"] != f16["test_loss"]
+    assert f"{f32['test_loss']:.6g}" != f"{f16['test_loss']:.6g}"  # the digits printed differ

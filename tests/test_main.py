@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import io
+import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,12 +67,20 @@ def test_the_script_shows_its_own_name(capsys, monkeypatch):
     assert capsys.readouterr().out.startswith("usage: dense-xp [-h] [--version] {info,demo}")
 
 
-def test_version(capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["dense-xp"])
+@pytest.mark.parametrize("argv0", ["dense-xp", str(ROOT / "dense_xp" / "__main__.py")])
+def test_version_names_the_distribution_whatever_the_program(capsys, monkeypatch, argv0):
+    monkeypatch.setattr(sys, "argv", [argv0])
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"dense-xp {dense_xp.__version__}\n"
+
+
+def test_version_of_python_m_is_the_name_pip_shows():
+    result = _run("--version")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"dense-xp {dense_xp.__version__}\n"
+    assert importlib.metadata.metadata("dense_xp")["Name"] == cli.DISTRIBUTION  # as `pip show` names it
 
 
 @pytest.mark.parametrize(
@@ -84,6 +96,13 @@ def test_version(capsys, monkeypatch):
             "demo: error: argument --save: the directory 'no/such/dir'",
         ),
         (["demo", "--save", "m.png"], "demo: error: argument --save: the learning curves go to 'm.png'"),
+        (
+            ["demo", "--save", "out.txt"],
+            "demo: error: argument --save: must name a .npz file, since the checkpoint is a .npz archive, "
+            "got 'out.txt'; use 'out.npz'",
+        ),
+        (["demo", "--save", "m.h5"], "demo: error: argument --save: must name a .npz file, "),
+        (["demo", "--save", "model"], "got 'model'; use 'model.npz'"),
     ],
 )
 def test_usage_errors_answer_in_two_lines_with_exit_2(capsys, argv, message):
@@ -109,14 +128,31 @@ def test_a_bad_environment_device_is_a_usage_error_of_the_demo(capsys, monkeypat
     assert first.endswith("got 'bogus'")
 
 
-def test_info_reports_a_bad_environment_device_and_goes_on(capsys, monkeypatch):
+def test_info_reports_a_bad_environment_device_then_exits_2(capsys, monkeypatch):
     monkeypatch.setenv(_backend.ENV_VAR, "bogus")
-    assert cli.main(["info"]) == 0
-    lines = _lines(capsys.readouterr().out)
-    assert lines[0].startswith("numpy ")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["info"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = _lines(captured.out)
+    assert lines[0].startswith("numpy ")  # the whole report first
     assert any(line.startswith("cupy ") for line in lines)
     assert "DENSE_XP_DEVICE" in lines[-1]
     assert "'bogus'" in lines[-1]
+    first, second = _lines(captured.err)
+    assert first == (
+        "python -m dense_xp info: error: `DENSE_XP_DEVICE` must be "
+        '"cpu", "cuda", "cuda:N" or "auto", got \'bogus\''
+    )
+    assert second == "Try 'python -m dense_xp info --help'."
+
+
+def test_info_with_a_good_environment_device_exits_0(capsys, monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "cpu")
+    assert cli.main(["info"]) == 0
+    captured = capsys.readouterr()
+    assert _lines(captured.out)[-1] == "default device request 'cpu' -> numpy on 'cpu'"
+    assert captured.err == ""
 
 
 @pytest.mark.skipif(not NO_CUDA, reason="CUDA works here: the error cannot happen")
@@ -126,6 +162,17 @@ def test_demo_on_missing_cuda_fails_in_one_line_with_the_public_name(capsys):
     assert captured.out == ""
     (line,) = _lines(captured.err)
     assert line.startswith("python -m dense_xp: error: dense_xp.DeviceUnavailableError: device 'cuda'")
+    assert line.endswith("; or pass --device auto to fall back to the CPU.")  # an option, not Python
+    assert 'device="auto"' not in line
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="CUDA works here: the error cannot happen")
+def test_demo_on_missing_cuda_from_the_environment_says_where_the_request_came_from(capsys, monkeypatch):
+    monkeypatch.setenv(_backend.ENV_VAR, "cuda:0")
+    assert cli.main(["demo"]) == 1
+    (line,) = _lines(capsys.readouterr().err)
+    assert "device 'cuda:0' (requested by DENSE_XP_DEVICE='cuda:0') is unavailable: " in line
+    assert line.endswith("; or pass --device auto to fall back to the CPU.")
 
 
 def test_demo_compute_dtype_reaches_the_model(capsys, monkeypatch, tmp_path):
@@ -214,10 +261,17 @@ class _ClosedPipe:
         raise io.UnsupportedOperation("fileno")
 
 
-def test_info_into_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+def test_info_into_a_closed_pipe_ends_quietly_with_status_0(capsys, monkeypatch):
     """``dense-xp info | head -1``: the reader has gone before the report is written."""
     monkeypatch.setattr(sys, "stdout", _ClosedPipe())
-    assert cli.main(["info"]) == 1
+    assert cli.main(["info"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_into_a_closed_pipe_end_quietly_with_status_0(capsys, monkeypatch, argv):
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert cli.main(argv) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -232,5 +286,41 @@ def test_a_closed_pipe_leaves_no_traceback_at_exit():
     proc.stdout.close()  # before the child writes: it meets a broken pipe
     err = proc.stderr.read().decode()
     proc.stderr.close()
-    assert proc.wait(timeout=120) == 1
+    assert proc.wait(timeout=120) == 0
     assert err == ""
+
+
+def _pipefail(command, tmp_path):
+    """``command`` run by bash with ``set -o pipefail``, as a careful shell script runs it."""
+    return subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash (set -o pipefail)")
+
+
+@needs_bash
+@pytest.mark.parametrize("reader", ["head -1", "true"])
+def test_info_piped_into_a_reader_that_stops_keeps_a_pipefail_script_going(tmp_path, reader):
+    result = _pipefail(f"{shlex.quote(sys.executable)} -m dense_xp info | {reader}", tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == ("" if reader == "true" else result.stdout.splitlines()[0] + "\n")
+    assert reader == "true" or result.stdout.startswith("numpy ")
+
+
+@needs_bash
+def test_demo_piped_into_head_keeps_a_pipefail_script_going(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    python = shlex.quote(sys.executable)
+    demo = f"{python} -m dense_xp demo --device cpu --epochs 1 --no-baseline --save m.npz"
+    result = _pipefail(f"{demo} | head -1", tmp_path)  # head is gone long before the training ends
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"dense_xp {dense_xp.__version__} demo: ")
+    assert result.stdout.count("\n") == 1

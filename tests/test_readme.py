@@ -1,4 +1,4 @@
-"""Every Python block of the README runs exactly as written.
+"""Every Python block of the README runs exactly as written, and the docs' examples are those blocks.
 
 A block whose first line is ``# needs: a, b`` is skipped, with the reason,
 where one of those distributions (or ``gpu``: a usable CUDA device) is
@@ -114,3 +114,36 @@ def test_scale_out_example_trains_on_a_local_cluster(executed):
     assert namespace["scores"]["accuracy"] > 0.9
     assert namespace["logits"].shape == (20_000, 2)
     assert (folder / "model.npz").exists()
+
+
+DOCS = README.parent / "docs"
+
+
+def _rst_blocks(path: Path) -> list[str]:
+    """The ``.. code-block:: python`` blocks of an rst page, dedented as the README writes them."""
+    pattern = r"^\.\. code-block:: python\n\n((?:(?: {3}.*)?\n)+)"
+    blocks = re.findall(pattern, path.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return [re.sub(r"^ {3}", "", block, flags=re.MULTILINE).rstrip("\n") + "\n" for block in blocks]
+
+
+@pytest.mark.parametrize("page", ["examples.rst", "dask.rst"])
+def test_the_docs_examples_are_the_readmes_which_run_above(page):
+    blocks = _rst_blocks(DOCS / page)
+    runnable = [b for b in blocks if not b.startswith("import cupy")]  # the several-GPU sketch is not run
+    assert runnable
+    for block in runnable:
+        assert block in BLOCKS, f"{page}: a block that is not one of the README's:\n{block}"
+    if page == "examples.rst":
+        assert blocks == [*BLOCKS[:3], BLOCKS[4], BLOCKS[3]]  # every README example, once
+
+
+def test_the_testing_page_runs_as_written(monkeypatch, tmp_path):
+    from dense_xp.testing import backends
+
+    monkeypatch.chdir(tmp_path)
+    conftest, test_mine, loop, gradients = (run_block(b) for b in _rst_blocks(DOCS / "testing.rst"))
+    assert callable(conftest["backend"])  # the fixture
+    for entry in backends(["numpy", "strict"]):
+        test_mine["test_forward_has_the_output_shape"](entry.activate())
+    assert {"d_input", "layers.0.W", "layers.0.b", "layers.1.W", "layers.1.b"} == set(gradients["errors"])
+    assert loop["entry"].id in {b.id for b in backends()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tqdm.auto import tqdm
+from .. import _progress
 
 __all__ = ["run"]
 
@@ -22,9 +22,7 @@ def run(engine: Any, options: Any, validation_data: Any) -> dict[str, list[float
     n, epochs = engine.n, options.epochs
     for epoch in range(1, epochs + 1):
         order = options.rng.permutation(n) if options.shuffle else None
-        with tqdm(
-            total=n, desc=f"epoch {epoch}/{epochs}", unit="sample", disable=None if options.progress else True
-        ) as bar:
+        with _progress.bar(n, f"epoch {epoch}/{epochs}", enabled=options.progress) as bar:
             scores = _epoch(engine, order, epoch, bar)
             if validation_data is not None:
                 val = engine.evaluate(validation_data)
