@@ -9,11 +9,14 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+import pickle
+import threading
 from typing import Any
 
 import array_api_compat
 
 from . import _backend, _checks
+from .activations import ACTIVATIONS, BUILTIN_ACTIVATIONS, Activation, register_activation
 from .losses import accuracy
 
 __all__ = [
@@ -32,15 +35,58 @@ class Payload:
 
     The parameters are copied at construction, so later training does not
     change what was sent. On a worker, :meth:`replica` gives each task a model
-    of its own on the chunk's library and device: its layers are shallow
-    copies that share the parameters but not the cached forward pass, and the
-    parameters move to a device once per worker.
+    of its own on the chunk's library and device: its layers are copies
+    without the cached forward pass, and the parameters move to a device once
+    per worker.
+
+    Pickled, a payload is bytes that cloudpickle made of the model and the
+    loss, and apart, of each activation that is not built in: its
+    :data:`~dense_xp.activations.ACTIVATIONS` entry in the sending process,
+    whose functions travel by value when they come from ``__main__`` or a
+    function's body, by reference to their module otherwise. Unpickling keeps
+    the bytes alone, so a payload reaches any process that imports dense_xp
+    without raising; the first task that needs the model rebuilds it, and
+    what fails there raises ValueError in that task, which Dask reports to the
+    caller like any task error (a failure while Dask deserializes a task kills
+    the worker instead, and the computation waits for workers that never come).
+    Rebuilding registers each activation that the process lacks, so a worker
+    need not register them itself; a name the process registered itself keeps
+    its own functions (see :func:`_install`).
     """
 
     def __init__(self, model: Any, loss: Any = None) -> None:
-        self.model = type(model)([_host_layer(layer) for layer in model.layers])
-        self.loss = loss
+        self._model: Any = type(model)([_host_layer(layer) for layer in model.layers])
+        self._loss = loss
+        self._wire: dict[str, Any] | None = None
         self._moved: dict[tuple[str, str], list[Any]] = {}
+
+    @property
+    def model(self) -> Any:
+        """The model, its layers on the host (rebuilt here on first use after unpickling)."""
+        self._rebuild()
+        return self._model
+
+    @property
+    def loss(self) -> Any:
+        """The loss object, or None."""
+        self._rebuild()
+        return self._loss
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._wire is None:
+            self._wire = _pack(self._model, self._loss)
+        return self._wire
+
+    def __setstate__(self, wire: dict[str, Any]) -> None:
+        self._wire, self._model, self._loss, self._moved = wire, None, None, {}
+
+    def _rebuild(self) -> None:
+        if self._model is None:
+            assert self._wire is not None
+            with _REBUILDING:
+                if self._model is None:
+                    loss, model = _unpack(self._wire)
+                    self._loss, self._model = loss, model
 
     def replica(self, chunk: Any) -> Any:
         """A model of its own for one task on ``chunk``, on the chunk's library and device."""
@@ -58,6 +104,81 @@ def _host_layer(layer: Any) -> Any:
     light = copy.copy(layer)
     light.grads = {}
     return light.to("cpu")  # a copy of the parameters, without the cached forward pass
+
+
+# -- the payload's bytes -------------------------------------------------------------------
+_REBUILDING = threading.Lock()  # one rebuild at a time in a process: it may register activations
+_INSTALLED: dict[str, tuple[Activation, bytes]] = {}  # what payloads registered here, and from what bytes
+
+
+def _pack(model: Any, loss: Any) -> dict[str, Any]:
+    """The bytes of a payload: the model and the loss, and each custom activation's entry."""
+    import cloudpickle  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+    names = {getattr(layer, "activation", None) for layer in model.layers}
+    activations = {}
+    for name in sorted(n for n in names if isinstance(n, str) and n not in BUILTIN_ACTIVATIONS):
+        entry = ACTIVATIONS.get(name)
+        functions = (entry.forward, entry.backward) if entry else ()
+        modules = sorted({str(getattr(f, "__module__", "?")) for f in functions})
+        activations[name] = (None if entry is None else cloudpickle.dumps(entry), modules)
+    return {"activations": activations, "model": cloudpickle.dumps((loss, model))}
+
+
+def _unpack(wire: dict[str, Any]) -> tuple[Any, Any]:
+    """``(loss, model)`` from the bytes of :func:`_pack`, or ValueError saying what this process lacks."""
+    for name, (blob, modules) in wire["activations"].items():
+        _install(name, blob, modules)
+    try:
+        loss, model = pickle.loads(wire["model"])
+    except Exception as error:
+        msg = (
+            f"the model sent to this Dask worker cannot be rebuilt in the worker's process "
+            f"({type(error).__name__}: {error}): every module that the model's layers and its loss come "
+            "from must be importable on every worker -- install it there, or send it with "
+            "`client.upload_file(path)` -- or call `cloudpickle.register_pickle_by_value(module)` in the "
+            "client's process, so that its code travels with the model"
+        )
+        raise ValueError(msg) from error
+    return loss, model
+
+
+def _install(name: str, blob: bytes | None, modules: list[str]) -> None:
+    """Register activation ``name`` from ``blob`` here, unless this process registered it itself.
+
+    An entry an earlier payload registered is replaced when the bytes differ:
+    the client registered the name again.
+    """
+    current = ACTIVATIONS.get(name)
+    mine = _INSTALLED.get(name)
+    if current is not None and (mine is None or mine[0] is not current or mine[1] == blob or blob is None):
+        return  # the process's own registration, or the same one as before
+    if blob is None:
+        raise ValueError(_unregistered(name, ", nor was it in the client's when the model was sent"))
+    try:
+        entry = pickle.loads(blob)
+    except Exception as error:
+        if current is not None:
+            return  # keep what an earlier payload brought
+        where = "module " + ", ".join(repr(m) for m in modules)
+        why = f", and its functions (from {where}) do not load here ({type(error).__name__}: {error})"
+        make = f"make {where} importable on every worker (install it, or `client.upload_file(path)`), or "
+        raise ValueError(_unregistered(name, why, make)) from error
+    act = register_activation(name, entry.forward, entry.backward, saves=entry.saves)
+    _INSTALLED[name] = (act, blob)
+
+
+def _unregistered(name: str, why: str, first: str = "") -> str:
+    fix = (
+        f"{first}register it in every worker process: "
+        f"`client.run(dense_xp.register_activation, {name!r}, forward, backward)` in the workers running "
+        "now, or `client.register_plugin(plugin)` with a `distributed.WorkerPlugin` whose `setup` calls "
+        "`dense_xp.register_activation(...)`, in workers that start later too"
+    )
+    return (
+        f"the model sent to this Dask worker uses activation {name!r}, which is not registered in this "
+        f"worker's process{why}. {fix[0].upper()}{fix[1:]}"
+    )
 
 
 def add(*sums: tuple[Any, ...]) -> tuple[Any, ...]:

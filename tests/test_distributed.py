@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import io
+import os
+import pickle
+import signal
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
+import uuid
 
 import numpy as np
 import pytest
 
 import dense_xp
 from dense_xp import DenseLayer, Sequential
+from dense_xp._chunks import Payload
+from dense_xp.activations import ACTIVATIONS
 from dense_xp.optimizers import SGD, Adam
 from tests.helpers import host, wide
 
@@ -499,3 +508,301 @@ def test_predict_proba_follows_a_distributed_fit(client):
     model.fit(*_dask(X, y), loss=LOSS, epochs=1, batch_size=32, progress=False)
     proba = host(model.predict_proba(X))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+# -- failures on the workers reach the caller ------------------------------------------------
+LIMIT = 120  # seconds: generous on a shared machine; a call that hangs fails the test instead
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory):
+    """A cluster of its own, so that a regression that kills workers fails these tests alone."""
+    with _cluster(tmp_path_factory.mktemp("dask-fragile")) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def _within(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` in a daemon thread: its result, its exception, or a failure after LIMIT s."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = call(*args, **kwargs)
+        except BaseException as error:  # handed to the test's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(LIMIT)
+    if thread.is_alive():
+        pytest.fail(
+            f"{getattr(call, '__name__', call)} still waits after {LIMIT} s: a worker's error was lost"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture
+def registry():
+    """Restores :data:`dense_xp.activations.ACTIVATIONS` after the test."""
+    saved = dict(ACTIVATIONS)
+    yield ACTIVATIONS
+    ACTIVATIONS.clear()
+    ACTIVATIONS.update(saved)
+
+
+def _registry_on_workers():
+    return importlib.import_module("dense_xp.activations").ACTIVATIONS
+
+
+def _registered_on(client, name):
+    return set(client.run(lambda: name in _registry_on_workers()).values())
+
+
+def _cube_model(name):
+    return Sequential([DenseLayer(6, 5, name, seed=0, init="glorot_normal"), DenseLayer(5, 3, seed=1)])
+
+
+def _on(client, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` within LIMIT s, with ``client`` as Dask's scheduler.
+
+    ``as_current`` rather than ``dask.config``: a nanny that restarts a worker
+    pickles the configuration, which cannot hold a client.
+    """
+
+    def run():
+        with client.as_current():
+            return call(*args, **kwargs)
+
+    return _within(run)
+
+
+def _calls(client):
+    """Each public Dask call on a model and data, as ``name -> call(model, Xd, yd)``."""
+    return {
+        "predict-result": lambda m, Xd, yd: client.compute(m.predict(Xd)).result(timeout=LIMIT),
+        "predict-compute": lambda m, Xd, yd: _on(client, m.predict(Xd).compute),
+        "evaluate": lambda m, Xd, yd: _on(client, m.evaluate, Xd, yd, loss=LOSS),
+        "fit": lambda m, Xd, yd: _on(
+            client, m.fit, Xd, yd, loss=LOSS, epochs=1, batch_size=64, seed=0, progress=False
+        ),
+    }
+
+
+CALLS = ["predict-result", "predict-compute", "evaluate", "fit"]
+
+
+def _unregister(name):
+    _registry_on_workers().pop(name, None)
+
+
+@pytest.fixture
+def client_only(fragile, registry):
+    """An activation registered in this process after the workers started: they never saw it.
+
+    Its functions are local, so cloudpickle sends them by value.
+    """
+
+    def cube(z, *, xp):
+        return z * z * z
+
+    def cube_backward(g, z, *, xp):
+        return g * 3.0 * z * z
+
+    name = f"cube_{uuid.uuid4().hex[:8]}"
+    dense_xp.register_activation(name, cube, cube_backward)
+    assert _registered_on(fragile, name) == {False}
+    yield name
+    fragile.run(_unregister, name)
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_an_activation_registered_on_the_client_only_travels_with_the_model(fragile, client_only, call):
+    X, y = _data()
+    Xd, yd = _dask(X, y, persist=False)
+    ours, ref = _cube_model(client_only), _cube_model(client_only)
+    got = _calls(fragile)[call](ours, Xd, yd)
+    if call.startswith("predict"):
+        np.testing.assert_allclose(got, ref.predict(X), rtol=1e-12, atol=1e-14)
+    elif call == "evaluate":
+        assert got == pytest.approx(ref.evaluate(X, y, loss=LOSS), rel=1e-12)
+    else:
+        ref.fit(X, y, loss=LOSS, epochs=1, batch_size=64, seed=0, progress=False)
+        _assert_close(ours, ref, 1e-10)
+    assert _registered_on(fragile, client_only) == {True}  # the model registered it where it ran
+
+
+def test_registering_the_name_again_on_the_client_replaces_it_on_the_workers(fragile, client_only, registry):
+    X, _ = _data()
+    Xd = da.from_array(X, chunks=(CHUNKS, 6))
+    first = fragile.compute(_cube_model(client_only).predict(Xd)).result(timeout=LIMIT)
+
+    def scaled(z, *, xp):
+        return 2.0 * z * z * z
+
+    def scaled_backward(g, z, *, xp):
+        return g * 6.0 * z * z
+
+    dense_xp.register_activation(client_only, scaled, scaled_backward)
+    model = _cube_model(client_only)
+    again = fragile.compute(model.predict(Xd)).result(timeout=LIMIT)
+    np.testing.assert_allclose(again, model.predict(X), rtol=1e-12, atol=1e-14)
+    assert not np.allclose(again, first)
+
+
+@pytest.fixture
+def unimportable(fragile, registry, tmp_path, monkeypatch):
+    """An activation from a module that this process imports and the workers cannot."""
+    module = f"dense_xp_test_acts_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent(
+            """
+            def cube(z, *, xp):
+                return z * z * z
+
+            def cube_backward(g, z, *, xp):
+                return g * 3.0 * z * z
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(tmp_path)  # after the workers started: their sys.path lacks it
+    acts = importlib.import_module(module)
+    name = f"cube_{module[-8:]}"
+    dense_xp.register_activation(name, acts.cube, acts.cube_backward)
+    yield name, module
+    sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_an_activation_the_workers_cannot_load_is_a_task_error_that_reaches_the_caller(
+    fragile, unimportable, call
+):
+    name, module = unimportable
+    Xd, yd = _dask(*_data(), persist=False)
+    model = _cube_model(name)
+    before = _params(model)
+    message = (
+        rf"activation '{name}', which is not registered in this worker's process, and its functions "
+        rf"\(from module '{module}'\) do not load here \(ModuleNotFoundError: No module named '{module}'\)\. "
+        rf"Make module '{module}' importable on every worker .*client.upload_file.*, or register it in every "
+        rf"worker process: `client.run\(dense_xp.register_activation, '{name}', forward, backward\)` .*"
+        r"`client.register_plugin\(plugin\)` with a `distributed.WorkerPlugin`"
+    )
+    with pytest.raises(ValueError, match=message):
+        _calls(fragile)[call](model, Xd, yd)
+    for p, q in zip(_params(model), before, strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert len(fragile.scheduler_info()["workers"]) == 2  # no worker died of it
+
+
+def test_registering_the_activation_on_the_workers_as_the_message_says_fixes_it(fragile, unimportable):
+    name, _ = unimportable
+
+    def cube(z, *, xp):
+        return z * z * z
+
+    def cube_backward(g, z, *, xp):
+        return g * 3.0 * z * z
+
+    X, _ = _data()
+    model = _cube_model(name)
+    fragile.run(dense_xp.register_activation, name, cube, cube_backward)
+    try:
+        out = fragile.compute(model.predict(da.from_array(X, chunks=(CHUNKS, 6)))).result(timeout=LIMIT)
+    finally:
+        fragile.run(_unregister, name)
+    np.testing.assert_allclose(out, model.predict(X), rtol=1e-12, atol=1e-14)
+
+
+def test_a_payload_unpickles_anywhere_and_its_task_says_what_is_missing(unimportable, monkeypatch, tmp_path):
+    name, module = unimportable
+    X, _ = _data()
+    payload = pickle.dumps(Payload(_cube_model(name), dense_xp.losses.get_loss(LOSS)))
+    del ACTIVATIONS[name]  # now a process without the registration and without the module
+    del sys.modules[module]
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    restored = pickle.loads(payload)  # never raises: what it carries is rebuilt when a task runs
+    with pytest.raises(ValueError, match=rf"activation '{name}'.*No module named '{module}'"):
+        restored.replica(X)
+
+
+def test_a_payload_of_an_activation_unregistered_since_says_so_in_its_task(client_only, registry):
+    payload = Payload(_cube_model(client_only))
+    del ACTIVATIONS[client_only]  # after the model was built and sent, before it was pickled
+    restored = pickle.loads(pickle.dumps(payload))
+    message = (
+        rf"activation '{client_only}', which is not registered in this worker's process, nor was it in the "
+        rf"client's when the model was sent\. Register it in every worker process: `client.run"
+    )
+    with pytest.raises(ValueError, match=message):
+        restored.replica(_data()[0])
+
+
+@pytest.mark.parametrize("call", ["evaluate", "fit"])
+def test_a_loss_from_a_module_the_workers_cannot_import_is_a_task_error(fragile, tmp_path, monkeypatch, call):
+    module = f"dense_xp_test_loss_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent(
+            """
+            import dense_xp
+
+            class Loss:
+                def __call__(self, out, y):
+                    return dense_xp.losses.get_loss("softmax_cross_entropy")(out, y)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(tmp_path)  # after the workers started
+    try:
+        loss = importlib.import_module(module).Loss()
+        Xd, yd = _dask(*_data(), persist=False)
+        model = _model()
+        run = {
+            "evaluate": model.evaluate,
+            "fit": lambda *a, **k: model.fit(*a, **k, epochs=1, progress=False),
+        }
+        message = (
+            r"the model sent to this Dask worker cannot be rebuilt in the worker's process "
+            rf"\(ModuleNotFoundError: No module named '{module}'\): every module .* must be importable on "
+            r"every worker .*client.upload_file.*cloudpickle.register_pickle_by_value\(module\)"
+        )
+        with pytest.raises(ValueError, match=message):
+            _on(fragile, run[call], Xd, yd, loss=loss)
+    finally:
+        sys.modules.pop(module, None)
+    assert len(fragile.scheduler_info()["workers"]) == 2
+
+
+class _Loss:
+    """A loss of one's own, with no target check, that fails or kills its worker."""
+
+    def __init__(self, what, client_pid):
+        self.what, self.client_pid = what, client_pid
+
+    def __call__(self, out, y):
+        if os.getpid() != self.client_pid:  # never in the test's process
+            if self.what == "raise":
+                msg = f"`y` holds a value this loss cannot take: {int(y[0])}"
+                raise ValueError(msg)
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+        return dense_xp.losses.get_loss(LOSS)(out, y)
+
+
+@pytest.mark.parametrize("call", ["evaluate", "fit"])
+def test_a_loss_that_raises_on_a_worker_raises_in_the_caller(fragile, call):
+    Xd, yd = _dask(*_data(), persist=False)
+    model = _model()
+    run = {"evaluate": model.evaluate, "fit": lambda *a, **k: model.fit(*a, **k, epochs=1, progress=False)}
+    with pytest.raises(ValueError, match=r"`y` holds a value this loss cannot take"):
+        _on(fragile, run[call], Xd, yd, loss=_Loss("raise", os.getpid()))
+
+
+def test_a_worker_that_dies_in_a_step_fails_fit_with_killed_worker(fragile):
+    Xd, yd = _dask(*_data(), persist=False)
+    model = _model()
+    before = _params(model)
+    with pytest.raises(distributed.KilledWorker):
+        _on(fragile, model.fit, Xd, yd, loss=_Loss("die", os.getpid()), epochs=1, progress=False)
+    for p, q in zip(_params(model), before, strict=True):
+        np.testing.assert_array_equal(p, q)
