@@ -338,6 +338,14 @@ class Layer:
         self._settle()
         return self
 
+    def __copy__(self) -> Layer:
+        """A shallow copy: the same arrays, a gradient dict of its own, no cached forward pass."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.grads = dict(self.grads)
+        new._settle()
+        return new
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Layer:
         """A copy on the same device: new arrays and gradients; the configuration and functions
         (an activation) are shared, not looked up again by name; the cached forward pass is dropped."""
