@@ -367,6 +367,22 @@ def _bad_cases():
             r"`check_finite` must be True or False, got int 1",
         ),
         "shuffle-flag": ({"shuffle": "no"}, TypeError, r"`shuffle` must be True or False, got str 'no'"),
+        "check-every-0": ({"check_every": 0}, ValueError, r"`check_every` must be an integer >= 1, got 0"),
+        "check-every-str": (
+            {"check_every": "x"},
+            TypeError,
+            r"`check_every` must be an integer >= 1, got str",
+        ),
+        "one-hot-too-wide": (
+            {"y": da.from_array(np.eye(4)[y % 4], chunks=(CHUNKS, 4))},
+            ValueError,
+            r"`y` must have shape \(n,\) or \(n, 3\) with n >= 1 for softmax_cross_entropy, got shape \(200,"
+        ),
+        "one-hot-too-wide-validation": (
+            {"validation_data": (Xd, da.from_array(np.eye(4)[y % 4], chunks=(CHUNKS, 4)))},
+            ValueError,
+            r"`validation_data\[1\]` must have shape .*\(n, 3\).*got shape \(200, 4\)",
+        ),
     }
 
 
@@ -393,6 +409,20 @@ def test_bad_input_is_refused_and_changes_nothing(client, case):
     for p, q in zip(_params(model), before, strict=True):
         np.testing.assert_array_equal(p, q)
     assert optimizer.steps == 0
+    assert all(not layer.grads for layer in model.layers)
+
+
+def test_an_optimizer_holding_another_models_state_is_refused_before_any_gradient(client):
+    X, y = _data()
+    other = Sequential([DenseLayer(6, 2, seed=0, dtype="float64")])
+    optimizer = Adam()
+    other.fit(X, y % 2, loss=LOSS, optimizer=optimizer, epochs=1, progress=False)
+    model = _model()
+    before = _params(model)
+    with pytest.raises(ValueError, match=r"`params` must match those of the first step"):
+        model.fit(*_dask(X, y), loss=LOSS, optimizer=optimizer, progress=False)
+    for p, q in zip(_params(model), before, strict=True):
+        np.testing.assert_array_equal(p, q)
     assert all(not layer.grads for layer in model.layers)
 
 

@@ -159,3 +159,92 @@ def test_tolerances_can_be_set():
     assert 0 < worst < 1e-6
     with pytest.raises(AssertionError, match=r"relative errors: d_input="):
         check_gradients(layer, X, rtol=worst / 100, atol=0.0)
+
+
+# -- a checker that cannot pass a broken layer --------------------------------------------------
+class _OffByOnePercent(DenseLayer):
+    """A dense layer whose ``wrong`` gradient (``"W"``, ``"b"`` or ``"d_input"``) is 1 % too large."""
+
+    def __init__(self, *args, wrong=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wrong = wrong
+
+    def backprop(self, d_out, *, input_grad=True):
+        d_input = super().backprop(d_out, input_grad=input_grad)
+        if self.wrong == "d_input":
+            return d_input * 1.01
+        if self.wrong is not None:
+            self.grads[self.wrong] = self.grads[self.wrong] * 1.01
+        return d_input
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (30, 20)], ids=["elementwise", "directions"])
+@pytest.mark.parametrize("wrong", ["W", "b", "d_input"])
+def test_a_one_percent_error_fails_on_every_device(backend, shape, wrong):
+    """float32-only devices too (array-api-strict no_float64, JAX without x64): a 1 % error is caught."""
+    xp, device = backend
+    X = np.random.default_rng(3).normal(size=(8, shape[0]))
+    kwargs = {"seed": 5, "init": "glorot_normal", "device": device, "xp": xp}
+    assert max(check_gradients(_OffByOnePercent(*shape, "tanh", **kwargs), X).values()) < 1e-3
+    with pytest.raises(AssertionError, match=rf"gradient '{wrong}' does not match central differences"):
+        check_gradients(_OffByOnePercent(*shape, "tanh", wrong=wrong, **kwargs), X)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_backward_fails(backend, bad):
+    xp, device = backend
+    register_activation("test_cube_bad", _cube, lambda g, z, *, xp: g * bad)
+    try:
+        layer = DenseLayer(4, 5, "test_cube_bad", seed=0, device=device, xp=xp)
+        with pytest.raises(AssertionError, match=r"is NaN or infinite .*\(analytic\)"):
+            check_gradients(layer, np.random.default_rng(0).normal(size=(3, 4)))
+    finally:
+        ACTIVATIONS.pop("test_cube_bad")
+
+
+def test_a_non_finite_numeric_gradient_fails():
+    register_activation("test_blowup", lambda z, *, xp: 1.0 / z, lambda g, z, *, xp: -g / (z * z))
+    try:
+        layer = DenseLayer(1, 1, "test_blowup", seed=0, use_bias=False)
+        layer.W = np.zeros((1, 1))  # z = 0: the output is infinite, its differences NaN
+        with pytest.raises(AssertionError, match=r"is NaN or infinite"):
+            check_gradients(layer, np.ones((1, 1)))
+    finally:
+        ACTIVATIONS.pop("test_blowup")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [({"rtol": -1e-3}, ValueError), ({"atol": float("nan")}, ValueError), ({"rtol": "1e-3"}, TypeError),
+     ({"atol": True}, TypeError), ({"rtol": float("inf")}, ValueError)],
+)  # fmt: skip
+def test_tolerances_must_be_finite_and_non_negative(kwargs, exc):
+    name = next(iter(kwargs))
+    with pytest.raises(exc, match=rf"`{name}` must be a finite number >= 0 or None"):
+        check_gradients(DenseLayer(3, 2, seed=0), np.ones((2, 3)), **kwargs)
+
+
+def test_a_backward_twice_too_large_fails_with_any_valid_tolerance():
+    register_activation("test_double", _cube, lambda g, z, *, xp: g * (6.0 * z * z))
+    try:
+        layer = DenseLayer(3, 2, "test_double", seed=0, init="he_normal")
+        with pytest.raises(AssertionError):
+            check_gradients(layer, np.random.default_rng(0).normal(size=(4, 3)), rtol=0.5, atol=0.0)
+    finally:
+        ACTIVATIONS.pop("test_double")
+
+
+def test_the_layers_own_functions_are_checked_not_the_registry(cubes):
+    """Registering a name again changes new layers only: the check follows the layer it is given."""
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    register_activation("test_cube_again", _cube, _cube_backward_wrong)
+    try:
+        wrong = DenseLayer(4, 3, "test_cube_again", seed=1, init="he_normal")
+        register_activation("test_cube_again", _cube, _cube_backward)  # the name now has the right pair
+        with pytest.raises(AssertionError, match=r"does not match central differences"):
+            check_gradients(wrong, X)  # the layer still runs the wrong backward
+        right = DenseLayer(4, 3, "test_cube_again", seed=1, init="he_normal")
+        register_activation("test_cube_again", _cube, _cube_backward_wrong)
+        check_gradients(right, X)
+    finally:
+        ACTIVATIONS.pop("test_cube_again")

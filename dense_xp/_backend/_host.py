@@ -219,9 +219,9 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
 
 
 def float_errors_ignored() -> contextlib.AbstractContextManager[Any]:
-    """Silence overflow/invalid warnings of NumPy (and the libraries built on it, such as
+    """Silence overflow, invalid and divide-by-zero warnings of NumPy (and the libraries built on it, such as
     array-api-strict) where the caller checks for non-finite values itself."""
-    return np.errstate(over="ignore", invalid="ignore")
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
 def device_batches(arrays: tuple[Any, ...], batches: Iterable[Any], *, xp: Any, device: Any) -> Iterator[Any]:
