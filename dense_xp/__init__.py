@@ -17,7 +17,7 @@ from ._backend import (
 from ._info import backend_info
 from .activations import ACTIVATIONS, register_activation
 from .checkpoint import CheckpointError, load, save
-from .layers import Dense, DenseLayer, Layer, register_layer
+from .layers import Activation, BatchNorm, Dense, DenseLayer, Dropout, Layer, LayerNorm, register_layer
 from .losses import get_loss
 from .model import Sequential
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop, get_optimizer
@@ -29,13 +29,17 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "SGD",
+    "Activation",
     "Adam",
     "AdamW",
+    "BatchNorm",
     "CheckpointError",
     "Dense",
     "DenseLayer",
     "DeviceUnavailableError",
+    "Dropout",
     "Layer",
+    "LayerNorm",
     "Optimizer",
     "RMSprop",
     "Sequential",

@@ -17,6 +17,7 @@ import array_api_compat
 
 from . import _backend, _checks
 from .activations import ACTIVATIONS, BUILTIN_ACTIVATIONS, Activation, register_activation
+from .layers.base import training_batch
 from .losses import accuracy
 
 __all__ = [
@@ -230,21 +231,38 @@ def evaluate_chunk(payload: Payload, X: Any, y: Any, block: int) -> tuple[float,
         return float(payload.loss(out, y)[0]) * n, float(accuracy(out, y)) * n, n
 
 
-def gradient_chunk(payload: Payload, X: Any, y: Any, index: Any) -> tuple[Any, float, float, int]:
+def gradient_chunk(
+    payload: Payload, X: Any, y: Any, index: Any, position: tuple[int, int] = (0, 0)
+) -> tuple[Any, float, float, int]:
     """``(summed gradient, summed loss, number of hits, rows)`` of ``X[index]``, ``y[index]``.
 
-    The gradient is the model's own (``backward`` with ``lr=None``) times the
-    rows, flattened in :meth:`Sequential.parameters` order.
+    The gradient is the model's own (layers in training mode, ``backward``
+    without an update) times the rows, flattened in
+    :meth:`Sequential.parameters` order. ``position`` is ``(training step,
+    the chunk's first global row)``: random layers see the global rows of
+    the data, as in memory.
     """
+    step, first = position
+    rows = _global_rows(index, first, X.shape[0])
     X, y = _rows(X, index), _rows(y, index)
     model = payload.replica(X)
     xp = model.xp
-    with _backend.float_errors_ignored():
-        out = model.forward(X)
+    with _backend.float_errors_ignored(), training_batch(step, rows):
+        out = model.forward(X, training=True)
         value, grad = payload.loss(out, y)
         n = out.shape[0]
-        model.backward(grad)
+        model.backward(grad, input_grad=False)
         flat = xp.concat(
             [xp.reshape(layer.grads[name], (-1,)) for layer in model.layers for name in layer.parameters()]
         )
         return flat * n, float(value) * n, float(accuracy(out, y)) * n, n
+
+
+def _global_rows(index: Any, first: int, size: int) -> Any:
+    """The global rows of ``index`` (None, a slice or host local rows) in a chunk starting at ``first``."""
+    if index is None:
+        return range(first, first + size)
+    if isinstance(index, slice):
+        start, stop, _ = index.indices(size)
+        return range(first + start, first + stop)
+    return index + first

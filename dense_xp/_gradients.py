@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from . import _backend, _checks
-from .layers.base import Layer
+from .layers.base import Layer, training_batch
 from .model import Sequential
 
 __all__ = ["check_gradients"]
@@ -74,7 +74,10 @@ class _Probe:
         return _backend.from_host(host, xp=self.xp, device=self.device, dtype=self.dtype)
 
     def forward(self, X: Any) -> Any:
-        return self.model.forward(X, training=self.training)
+        if not self.training:
+            return self.model.forward(X)
+        with training_batch(0, range(X.shape[0])):  # one step: a Dropout keeps its mask
+            return self.model.forward(X, training=True)
 
     def loss(self, X: Any = None) -> float:
         y = self.forward(self.Xd if X is None else self.dev(X))

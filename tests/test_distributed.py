@@ -235,6 +235,57 @@ def test_fit_equals_in_memory_training(client, monkeypatch, batch_size, shuffle,
     assert max(map(len, tasks)) > 1  # steps spread over chunks
 
 
+@pytest.mark.parametrize("chunks", [CHUNKS, (100, 100), (37, 63, 100)])
+def test_dropout_masks_in_a_dask_fit_equal_in_memory_whatever_the_chunking(client, chunks):
+    from dense_xp import Dropout, LayerNorm
+
+    X, y = _data()
+
+    def model(rate=0.4):
+        return Sequential(
+            [DenseLayer(6, 16, "tanh", seed=0, init="glorot_normal", dtype="float64"), Dropout(rate, seed=3),
+             LayerNorm(), DenseLayer(16, 3, None, seed=2, init="glorot_uniform", dtype="float64")]
+        )  # fmt: skip
+
+    ours, ref = model(), model()
+    kwargs = {"loss": LOSS, "epochs": 2, "batch_size": 32, "seed": 5, "progress": False}
+    history = ours.fit(*_dask(X, y, chunks=chunks), optimizer=SGD(lr=0.1), **kwargs)
+    expected = ref.fit(X, y, optimizer=SGD(lr=0.1), **kwargs)
+    _assert_close(ours, ref, 1e-10)
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-10)
+    assert model(0.0).fit(X, y, optimizer=SGD(lr=0.1), **kwargs)["loss"] != expected["loss"]  # it dropped
+
+
+def test_a_batchnorm_model_is_refused_on_dask_data_and_not_changed(client):
+    from dense_xp import BatchNorm
+
+    X, y = _data()
+    model = Sequential([DenseLayer(6, 8, seed=0, dtype="float64"), BatchNorm(), DenseLayer(8, 3, seed=1)])
+    before = _params(model)
+    with pytest.raises(
+        ValueError, match=r"`layers\[1\]` \(BatchNorm\) normalizes with the statistics of each"
+    ):
+        model.fit(*_dask(X, y), loss=LOSS, progress=False)
+    for p, q in zip(_params(model), before, strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_a_user_layer_trains_on_dask_data_as_in_memory(client):
+    from tests.test_layers_base import Scale
+
+    X, y = _data()
+
+    def model():
+        return Sequential([DenseLayer(6, 8, "tanh", seed=0, init="he_normal", dtype="float64"), Scale(0.5),
+                           DenseLayer(8, 3, seed=1, dtype="float64")])  # fmt: skip
+
+    ours, ref = model(), model()
+    kwargs = {"loss": LOSS, "epochs": 2, "batch_size": 50, "seed": 1, "progress": False}
+    ours.fit(*_dask(X, y), optimizer=Adam(0.01), **kwargs)
+    ref.fit(X, y, optimizer=Adam(0.01), **kwargs)
+    _assert_close(ours, ref, 1e-10)
+
+
 def test_fit_in_float32_tracks_float64(client):
     X, y = _data()
     ours, ref = _model("float32"), _model("float64")
@@ -376,7 +427,7 @@ def _bad_cases():
         "one-hot-too-wide": (
             {"y": da.from_array(np.eye(4)[y % 4], chunks=(CHUNKS, 4))},
             ValueError,
-            r"`y` must have shape \(n,\) or \(n, 3\) with n >= 1 for softmax_cross_entropy, got shape \(200,"
+            r"`y` must have shape \(n,\) or \(n, 3\) with n >= 1 for softmax_cross_entropy, got shape \(200,",
         ),
         "one-hot-too-wide-validation": (
             {"validation_data": (Xd, da.from_array(np.eye(4)[y % 4], chunks=(CHUNKS, 4)))},

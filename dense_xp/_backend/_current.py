@@ -60,4 +60,5 @@ def runs_on_device(method: _F) -> _F:
         with on_device(self.device):
             return method(self, *args, **kwargs)
 
+    run.runs_on_device = True  # type: ignore[attr-defined]
     return cast(_F, run)

@@ -40,6 +40,11 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def is_host(x: Any) -> bool:
+    """Whether ``x`` is host data: a NumPy array or scalar, or anything that is not an array."""
+    return isinstance(x, (np.ndarray, np.generic)) or not array_api_compat.is_array_api_obj(x)
+
+
 def host_rng(seed: int | None) -> np.random.RandomState:
     """A private legacy generator: ``host_rng(s).randn`` matches ``np.random.seed(s); np.random.randn``."""
     return np.random.RandomState(seed)

@@ -5,7 +5,23 @@ A layer of one's own subclasses :class:`Layer` and writes ``build``,
 :func:`register_layer` makes it loadable from checkpoints by name.
 """
 
-from .base import LAYERS, Layer, get_layer_class, register_layer
+from .activation import Activation
+from .base import LAYERS, Layer, batch_position, get_layer_class, register_layer, training_batch
 from .dense import Dense, DenseLayer
+from .dropout import Dropout
+from .norm import BatchNorm, LayerNorm
 
-__all__ = ["LAYERS", "Dense", "DenseLayer", "Layer", "get_layer_class", "register_layer"]
+__all__ = [
+    "LAYERS",
+    "Activation",
+    "BatchNorm",
+    "Dense",
+    "DenseLayer",
+    "Dropout",
+    "Layer",
+    "LayerNorm",
+    "batch_position",
+    "get_layer_class",
+    "register_layer",
+    "training_batch",
+]

@@ -18,13 +18,13 @@ import contextlib
 import contextvars
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import array_api_compat
 
 from .. import _backend, _checks, _save
 
-__all__ = ["LAYERS", "Layer", "get_layer_class", "register_layer"]
+__all__ = ["LAYERS", "Layer", "batch_position", "get_layer_class", "register_layer", "training_batch"]
 
 Init = Callable[[], Any] | str  # a host array maker, or "zeros" / "ones"
 _INITS = ("zeros", "ones")
@@ -47,6 +47,33 @@ def filling(values: Any) -> Iterator[None]:
 
 
 DECLARE = _DECLARE
+
+# Which step of training and which rows of the data a forward pass computes (for random layers).
+_batch: contextvars.ContextVar[tuple[int, Any] | None] = contextvars.ContextVar(
+    "dense_xp_batch", default=None
+)
+
+
+@contextlib.contextmanager
+def training_batch(step: int, rows: Any) -> Iterator[None]:
+    """Within the block, forward passes compute training step ``step`` on the data rows ``rows``.
+
+    ``rows`` is a ``range`` of global row indices or a 1-D integer array of
+    them (host or device), one per row of the batch. Training sets it (in
+    memory and on every Dask chunk alike), so a random layer keyed by
+    ``(step, row)`` draws the same numbers for a sample whatever the batch
+    order or the chunking.
+    """
+    token = _batch.set((step, rows))
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+
+
+def batch_position() -> tuple[int, Any] | None:
+    """``(step, rows)`` set by :func:`training_batch`, or ``None`` outside training."""
+    return _batch.get()
 
 
 class Layer:
@@ -102,6 +129,14 @@ class Layer:
     #: Whether training statistics depend on the whole batch (BatchNorm): a Dask fit refuses
     #: such layers rather than compute per-chunk statistics.
     batch_statistics: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Run each layer's ``forward``, ``backward`` and ``backprop`` with its device current (CuPy)."""
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward", "backprop"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "runs_on_device", False):
+                setattr(cls, name, _backend.runs_on_device(method))
 
     def __init__(
         self,
@@ -457,7 +492,10 @@ def register_layer(cls: type[Layer] | None = None, *, name: str | None = None) -
     return cls
 
 
-def builtin(cls: type[Layer]) -> type[Layer]:
+_L = TypeVar("_L", bound=type[Layer])
+
+
+def builtin(cls: _L) -> _L:
     """Register a layer class of dense_xp itself (its name cannot be taken by another)."""
     register_layer(cls)
     _BUILTIN.add(cls.__name__)

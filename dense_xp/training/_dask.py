@@ -159,6 +159,7 @@ class Engine:
         self.starts = list(itertools.accumulate(self.sizes[:-1], initial=0))
         self.task = dask.delayed(_chunks.gradient_chunk, pure=True)
         self.name, self.count = f"dense-xp-fit-{uuid.uuid4().hex}", 0
+        self.step = options.optimizer.steps  # the training step, which keys random layers
         self.guard = Guard(model, options.optimizer, 1)  # every step: the loss is on the client already
 
     def steps(self, order: Any, epoch: int) -> Iterator[tuple[int, float, float]]:
@@ -167,6 +168,7 @@ class Engine:
         for start in range(0, self.n, size):
             flat, loss_sum, hits, rows = self._sums(start, min(start + size, self.n), order)
             self._step(flat, rows)
+            self.step += 1
             yield rows, loss_sum, hits
 
     def evaluate(self, validation_data: Any) -> dict[str, float]:
@@ -194,7 +196,10 @@ class Engine:
         dask, name = self.dask, f"{self.name}-{self.count}"
         payload = _dask_graphs.send(dask, self.model, self.loss, name=f"{name}-model")
         parts = [
-            self.task(payload, *self.blocks[b], index, dask_key_name=f"{name}-{b}") for b, index in pieces
+            self.task(
+                payload, *self.blocks[b], index, (self.step, self.starts[b]), dask_key_name=f"{name}-{b}"
+            )
+            for b, index in pieces
         ]
         sums: tuple[Any, float, float, int] = dask.compute(_dask_graphs.tree(dask, parts, name))[0]
         return sums

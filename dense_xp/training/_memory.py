@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import _backend, _checks, _data
+from ..layers.base import training_batch
 from ..losses import accuracy
 from ._guard import Guard, TrainingDivergedError
 from ._scaling import LossScaler
@@ -33,27 +34,34 @@ class Engine:
         self.n = X.shape[0]
         self.batch_size = self.n if options.batch_size is None else options.batch_size
         self.guard = Guard(model, options.optimizer, options.check_every)
+        self.step = options.optimizer.steps  # the training step, which keys random layers
         self.scaler = LossScaler() if loss_scaling(model) else None
 
     def steps(self, order: Any, epoch: int) -> Iterator[tuple[int, Any, Any]]:
         """Train on each batch of the epoch's ``order``; yield ``(rows, summed loss, summed hits)``."""
+        model, device = self.model, self.model.device
+        indices = list(_data.batches(self.n, self.batch_size, order))
+        batches = _backend.device_batches((self.X, self.y), indices, xp=model.xp, device=device)
+        for batch, ((Xb, yb), index) in enumerate(zip(batches, indices, strict=True), start=1):
+            rows = range(index.start, index.stop) if isinstance(index, slice) else index
+            with _backend.on_device(device), training_batch(self.step, rows):
+                sums = self._train(Xb, yb, epoch, batch)
+            self.step += 1
+            yield sums
+
+    def _train(self, Xb: Any, yb: Any, epoch: int, batch: int) -> tuple[int, Any, Any]:
+        """One step on a batch: ``(rows, summed loss, summed hits)``, the sums on the device."""
         model, guard = self.model, self.guard
-        xp, device = model.xp, model.device
-        rows = _data.batches(self.n, self.batch_size, order)
-        for batch, (Xb, yb) in enumerate(
-            _backend.device_batches((self.X, self.y), rows, xp=xp, device=device), 1
-        ):
-            with _backend.on_device(device):
-                out = _data.widen(model, model.run_forward(Xb, training=True))
-                value, grad = self.loss(out, yb)
-                m = out.shape[0]
-                if self.scaler is None:
-                    model.backward(grad, input_grad=False)
-                    model.set_parameters(self.optimizer.step(model.parameters(), model.gradients()))
-                else:
-                    model.backward(grad * self.scaler.scale, input_grad=False)
-                    self._scaled_step(epoch, batch)
-                yield m, guard.widen(value) * m, guard.widen(accuracy(out, yb)) * m
+        out = _data.widen(model, model.run_forward(Xb, training=True))
+        value, grad = self.loss(out, yb)
+        m = out.shape[0]
+        if self.scaler is None:
+            model.backward(grad, input_grad=False)
+            model.set_parameters(self.optimizer.step(model.parameters(), model.gradients()))
+        else:
+            model.backward(grad * self.scaler.scale, input_grad=False)
+            self._scaled_step(epoch, batch)
+        return m, guard.widen(value) * m, guard.widen(accuracy(out, yb)) * m
 
     def _scaled_step(self, epoch: int, batch: int) -> None:
         """The optimizer step on the unscaled gradients, or none where they are not all finite."""
