@@ -13,6 +13,7 @@ from sklearn.utils.validation import column_or_1d, validate_data
 from .. import _backend
 from . import _data
 from ._base import BaseMLP
+from ._losses import argmax_rows
 from ._net import placement_of
 
 __all__ = ["MLPClassifier"]
@@ -162,13 +163,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):  # type: ignore[misc]
         """
         p, back = self._forward(X, "predict")
         xp, device = placement_of(p)
+        integers = xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
         with _backend.on_device(device):
-            if self._label_binarizer.y_type_.startswith("multilabel"):
-                return _data.move(xp.astype(p > 0.5, xp.int64), *back)
+            if self._label_binarizer.y_type_.startswith("multilabel"):  # the indicator, int64 as sklearn's
+                return _data.move(xp.astype(p > 0.5, integers), *back)
             if self.out_activation_ == "softmax":
-                index = xp.argmax(p, axis=1)
+                index = argmax_rows(p)
             else:
-                index = xp.astype(p[:, 0] > 0.5, xp.int64)
+                index = xp.astype(p[:, 0] > 0.5, integers)
             if self.classes_.shape[0] == 1:
                 index = xp.zeros_like(index)
             if self.classes_.dtype.kind not in "biuf":  # strings and objects stay on the host

@@ -14,7 +14,7 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["accuracy", "delta", "loss", "output", "r2"]
+__all__ = ["accuracy", "argmax_rows", "delta", "loss", "output", "r2"]
 
 
 def _xp(a: Any) -> Any:
@@ -82,13 +82,26 @@ def _weighted_mean(values: Any, weight: Any) -> Any:
     return xp.sum(values * weight) / xp.sum(weight)
 
 
+def argmax_rows(x: Any) -> Any:
+    """``argmax(x, axis=1)``, or the first maximum by comparison where the library's argmax lacks its
+    index dtype on the device (array-api-strict's ``no_x64``)."""
+    xp = _xp(x)
+    try:
+        return xp.argmax(x, axis=1)
+    except ValueError:
+        device = array_api_compat.device(x)
+        index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+        k = x.shape[1]
+        first = xp.where(x == xp.max(x, axis=1, keepdims=True), xp.arange(k, dtype=index, device=device), k)
+        return xp.min(first, axis=1)
+
+
 def accuracy(y: Any, p: Any, weight: Any, kind: str) -> Any:
     """Accuracy (exact match for multilabel) of probabilities ``p`` against indicator targets ``y``."""
     xp = _xp(p)
     if kind == "softmax":
-        hit = xp.argmax(p, axis=1) == xp.argmax(y, axis=1)
-    else:  # one logistic column (binary), or one per label (multilabel)
-        hit = xp.all((p > 0.5) == (y > 0.5), axis=1)
+        return _weighted_mean(xp.astype(argmax_rows(p) == argmax_rows(y), p.dtype), weight)
+    hit = xp.all((p > 0.5) == (y > 0.5), axis=1)  # one logistic column (binary), or one per label
     return _weighted_mean(xp.astype(hit, p.dtype), weight)
 
 
