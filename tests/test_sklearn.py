@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+sklearn = pytest.importorskip("sklearn", minversion="1.6", reason="needs scikit-learn >= 1.6")
 
 from sklearn import config_context, neural_network  # noqa: E402
 from sklearn.base import clone  # noqa: E402

@@ -13,13 +13,19 @@ Needs scikit-learn: ``pip install "dense-xp[sklearn]"``.
 from __future__ import annotations
 
 try:
-    import sklearn as _sklearn  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised by a test that hides scikit-learn
+    import sklearn as _sklearn
+except ImportError as exc:  # exercised by a test that hides scikit-learn
     msg = (
         "dense_xp.sklearn needs scikit-learn (>= 1.6), which is not installed: "
         'pip install "dense-xp[sklearn]"'
     )
     raise ImportError(msg) from exc
+if tuple(int(part) for part in _sklearn.__version__.split(".")[:2] if part.isdigit()) < (1, 6):
+    msg = (
+        f"dense_xp.sklearn needs scikit-learn >= 1.6 (its estimator tags), found {_sklearn.__version__}: "
+        'pip install "dense-xp[sklearn]"'
+    )
+    raise ImportError(msg)
 
 from ._classifier import MLPClassifier
 from ._regressor import MLPRegressor
