@@ -4,9 +4,10 @@ CUDA benchmark and the two CUDA targets, and dense_xp.sklearn's fit time on CUDA
 ``python -m benchmarks.gpu_check [--out DIR] [--cache-dir DIR] [--dry-run]`` writes into DIR
 (default ``benchmarks/runs/gpu-<date>``, untracked), flat, these files and no others:
 ``summary.json``, ``info.txt``, ``warm.log``, ``pytest.log``, ``demo.log``, ``bench.log``,
-``bench.json``, ``bench.png``, ``sklearn.log``, ``sklearn.json`` and ``sklearn.txt``. Every step runs in a child process: this process imports
-neither CuPy nor torch nor JAX and never opens a CUDA context. Children get ``CUPY_TF32=0``,
-``CUPY_CACHE_DIR`` (``--cache-dir``) and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
+``bench.json``, ``bench.png``, ``sklearn.log``, ``sklearn.json`` and ``sklearn.txt``. Every step
+runs in a child process: this process imports neither CuPy nor torch nor JAX and never opens a
+CUDA context. Children get ``CUPY_TF32=0``, ``CUPY_CACHE_DIR`` (``--cache-dir``) and
+``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
 It exits 0 when every step passed, 1 when one failed or ran out of time, and 2, having run
 only the probes, when no CUDA device answers. ``--dry-run`` runs every step on the CPU
 instead (tests on NumPy alone, demo and benchmark on the CPU, a tiny benchmark) and exits 0
