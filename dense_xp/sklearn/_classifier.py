@@ -86,7 +86,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):  # type: ignore[misc]
     best_validation_score_ : float or None
     t_, n_iter_, n_layers_, n_outputs_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
     out_activation_ : {"softmax", "logistic"}
         ``"logistic"`` for binary (one output unit) and multilabel problems.
     """

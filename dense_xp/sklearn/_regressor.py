@@ -44,7 +44,7 @@ beta_1, beta_2, epsilon, n_iter_no_change, max_fun, device
     validation_scores_ : list of float or None
     best_validation_score_ : float or None
     t_, n_iter_, n_layers_, n_outputs_, n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
     out_activation_ : {"identity", "exp"}
     """
 
