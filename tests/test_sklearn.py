@@ -397,6 +397,26 @@ def test_predicting_with_another_namespace_than_fit_is_refused() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_model_moved_by_scikit_learn_predicts_where_it_moved() -> None:
+    from sklearn.utils._array_api import move_estimator_to
+
+    strict = pytest.importorskip("array_api_strict")
+    X, y = _data("multiclass", 60)
+    dev = strict.Device("device1")
+    with config_context(array_api_dispatch=True):
+        model = MLPClassifier(max_iter=5, random_state=0).fit(strict.asarray(X), strict.asarray(y))
+        moved = move_estimator_to(model, strict, dev)
+        labels = moved.predict(strict.asarray(X, device=dev))
+        assert labels.device == dev
+        assert moved.coefs_[0].device == dev
+        np.testing.assert_array_equal(
+            np.asarray(labels.to_device(strict.Device("CPU_DEVICE"))), model.predict(strict.asarray(X))
+        )
+        moved.partial_fit(strict.asarray(X, device=dev), strict.asarray(y, device=dev))  # a new solver there
+        assert moved.coefs_[0].device == dev
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_no_float_array_of_the_network_leaves_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under dispatch only labels come to the host (as integers); the rest stays, scalars aside."""
     strict = pytest.importorskip("array_api_strict")

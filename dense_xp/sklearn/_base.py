@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._array_api import check_same_namespace, get_namespace_and_device, move_to
@@ -136,7 +135,8 @@ class BaseMLP(BaseEstimator):  # type: ignore[misc]
             if not incremental or solver is None or not solver.fits(net.parameters()):
                 solver = Solver(params)
             record = self._record()
-            fit_stochastic(record, self._settings(data, incremental), net, solver, data, rng)
+            settings = Settings.of(params, self.out_activation_, n=data.X.shape[0], incremental=incremental)
+            fit_stochastic(record, settings, net, solver, data, rng)
             self._store(record, net)
             finite = all(bool(xp.all(xp.isfinite(p))) for p in net.parameters())
         self._solver, self._follows_input = solver, self.device is None
@@ -198,28 +198,6 @@ class BaseMLP(BaseEstimator):  # type: ignore[misc]
             parts.append([None if a is None else xp.take(a, index, axis=0) for a in (X, Y, weight)])
         return Data(*parts[0], *parts[1])
 
-    def _settings(self, data: Data, incremental: bool) -> Settings:
-        n = data.X.shape[0]
-        batch_size = min(200, n) if self.batch_size == "auto" else min(max(self.batch_size, 1), n)
-        if self.batch_size != "auto" and self.batch_size > n:
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
-                stacklevel=4,
-            )
-        return Settings(
-            kind=self.out_activation_,
-            classifier=self._classifier,
-            alpha=float(self.alpha),
-            batch_size=batch_size,
-            max_iter=self.max_iter,
-            shuffle=self.shuffle,
-            tol=float(self.tol),
-            n_iter_no_change=self.n_iter_no_change,
-            early_stopping=self.early_stopping,
-            incremental=incremental,
-            verbose=self.verbose,
-        )
-
     def _record(self) -> Record:
         return Record(
             n_iter=self.n_iter_,
@@ -278,6 +256,22 @@ class BaseMLP(BaseEstimator):  # type: ignore[misc]
         tags.array_api_support = True
         tags.input_tags.sparse = False  # sparse X raises TypeError, as scikit-learn's dense-only estimators
         return tags
+
+    def __sklearn_array_api_convert__(self, converter: Any) -> BaseMLP:
+        """A copy with the parameters converted (``sklearn.utils._array_api.move_estimator_to``).
+
+        The labels stay on the host; the network is built again where the
+        parameters went, and ``partial_fit`` starts a new solver there.
+        """
+        new: BaseMLP = clone(self)
+        for key, value in vars(self).items():
+            if key in ("coefs_", "intercepts_"):
+                value = [converter(a) for a in value]
+            elif key == "_best":
+                value = tuple([converter(a) for a in part] for part in value)
+            if key != "_net":
+                setattr(new, key, value)
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         """The state without the network, which is built again from ``coefs_`` when needed."""

@@ -105,7 +105,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):  # type: ignore[misc]
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = set(unique_labels(y).tolist())
-            known = set(self.classes_.tolist())
+            known = set(_data.host(self.classes_).tolist())
             if self.warm_start and classes != known:
                 msg = (
                     "warm_start can only be used where `y` has the same classes as in the previous call "
@@ -173,9 +173,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):  # type: ignore[misc]
                 index = xp.astype(p[:, 0] > 0.5, integers)
             if self.classes_.shape[0] == 1:
                 index = xp.zeros_like(index)
-            if self.classes_.dtype.kind not in "biuf":  # strings and objects stay on the host
+            if getattr(self.classes_.dtype, "kind", "i") not in "biuf":  # strings stay on the host
                 return self.classes_[_backend.to_numpy(index)]
-            classes = _backend.from_host(self.classes_, xp=xp, device=device)
+            classes = _data.move(self.classes_, xp, device)  # host labels, or moved with the model
             return _data.move(xp.take(classes, index, axis=0), *back)
 
     def predict_proba(self, X: Any) -> Any:

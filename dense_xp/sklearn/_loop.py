@@ -60,6 +60,32 @@ class Settings:
     incremental: bool
     verbose: Any
 
+    @classmethod
+    def of(cls, params: dict[str, Any], kind: str, *, n: int, incremental: bool) -> Settings:
+        """The settings of the hyperparameters ``params`` (``get_params()``) for ``n`` training rows.
+
+        ``batch_size="auto"`` is ``min(200, n)``; a larger size is clipped to ``n``, with a warning.
+        """
+        size = params["batch_size"]
+        if size != "auto" and size > n:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                stacklevel=5,
+            )
+        return cls(
+            kind=kind,
+            classifier=kind in ("softmax", "logistic"),
+            alpha=float(params["alpha"]),
+            batch_size=min(200, n) if size == "auto" else min(size, n),
+            max_iter=params["max_iter"],
+            shuffle=params["shuffle"],
+            tol=float(params["tol"]),
+            n_iter_no_change=params["n_iter_no_change"],
+            early_stopping=params["early_stopping"],
+            incremental=incremental,
+            verbose=params["verbose"],
+        )
+
 
 @dataclasses.dataclass
 class Record:
