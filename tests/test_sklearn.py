@@ -394,6 +394,9 @@ def test_predicting_with_another_namespace_than_fit_is_refused() -> None:
         with pytest.raises(ValueError, match="must use the same namespace"):
             model.predict(X)
         model.predict(strict.asarray(X))  # its own namespace works
+        with pytest.raises(ValueError, match="must use the same namespace"):
+            model.partial_fit(X, y)
+        model.partial_fit(strict.asarray(X), strict.asarray(y))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -115,7 +115,13 @@ class BaseMLP(BaseEstimator):  # type: ignore[misc]
             raise ValueError(msg)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         xp_in, _, device_in = get_namespace_and_device(X)
-        xp, device = _data.resolve(self.device, xp_in, device_in)
+        if first_pass:
+            xp, device = _data.resolve(self.device, xp_in, device_in)
+        else:  # training goes on where the model is
+            if self._follows_input:
+                method = "partial_fit" if incremental else "fit"
+                check_same_namespace(X, self, attribute="_fitted_array", method=method)
+            xp, device = _net.placement_of(self.coefs_[0])
         with _backend.on_device(device_in):  # scikit-learn's checks compute where X lives
             sample_weight = move_to(sample_weight, xp=xp_in, device=device_in)
             X, Y = self._validate_input(X, y, incremental, reset=first_pass)
