@@ -27,6 +27,7 @@ class BaseMLP(BaseEstimator):  # type: ignore[misc]
     """
 
     _classifier = False
+    _follows_input: bool  # set by fit: whether the model computes where its input lives (device=None)
 
     def __init__(
         self,
