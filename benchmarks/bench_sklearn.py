@@ -7,7 +7,7 @@ dense_xp on the CPU, alternating); then, where asked for, dense_xp on CUDA
 (``--device cuda``: NumPy in and out) and on torch under scikit-learn's array
 API dispatch (``--torch``), each in its own block.
 
-``python -m benchmarks.bench_sklearn [--sizes 2000x64x100,...] [--epochs 10] [--device cuda] [--torch]``
+``python -m benchmarks.bench_sklearn [--sizes 2000x64x100,...] [--epochs 5] [--device cuda] [--torch]``
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ._timing import machine_info, require, wait_for_idle
 __all__ = ["main", "run"]
 
 OUT_DIR = Path(__file__).resolve().parent / "runs"
-SIZES = "2000x64x100,20000x128x256,50000x256x512-256"
+SIZES = "2000x64x100,10000x128x256,20000x256x512-256"
 
 
 def _sizes(text: str) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", default=SIZES, help=f"NxFEATURESxHIDDEN[-HIDDEN], comma-separated ({SIZES})"
     )
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per fit (default 10)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per fit (default 5)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--repeat", type=int, default=3, help="fits per case, alternating (default 3)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="BLAS and torch threads")
