@@ -1,13 +1,14 @@
 """One command for a CUDA machine: probe, backend report, kernel warm-up, tests on NumPy + CuPy, demo,
-CUDA benchmark and the two CUDA targets.
+CUDA benchmark and the two CUDA targets, and dense_xp.sklearn's fit time on CUDA against scikit-learn.
 
 ``python -m benchmarks.gpu_check [--out DIR] [--cache-dir DIR] [--dry-run]`` writes into DIR
 (default ``benchmarks/runs/gpu-<date>``, untracked), flat, these files and no others:
 ``summary.json``, ``info.txt``, ``warm.log``, ``pytest.log``, ``demo.log``, ``bench.log``,
 ``bench.json``, ``bench.png``, ``random.log``, ``random.json`` and ``random.txt`` (dropout masks:
-the counter generator against CuPy's and torch's own). Every step runs in a child process: this
-process imports neither CuPy nor torch nor JAX and never opens a CUDA context. Children get ``CUPY_TF32=0``,
-``CUPY_CACHE_DIR`` (``--cache-dir``) and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
+the counter generator against CuPy's and torch's own), ``sklearn.log``, ``sklearn.json`` and
+``sklearn.txt``. Every step runs in a child process: this process imports neither CuPy nor torch
+nor JAX and never opens a CUDA context. Children get ``CUPY_TF32=0``, ``CUPY_CACHE_DIR``
+(``--cache-dir``) and ``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
 It exits 0 when every step passed, 1 when one failed or ran out of time, and 2, having run
 only the probes, when no CUDA device answers. ``--dry-run`` runs every step on the CPU
 instead (tests on NumPy alone, demo and benchmark on the CPU, a tiny benchmark) and exits 0
@@ -48,6 +49,9 @@ FILES = (
     "random.log",
     "random.json",
     "random.txt",
+    "sklearn.log",
+    "sklearn.json",
+    "sklearn.txt",
 )
 GPU_MODULES = ("cupy", "torch", "jax")
 # name: (other implementation, (n, d_in, d_out) on CUDA, the dry run's stand-in, dtype, test on the ratio)
@@ -62,6 +66,8 @@ BENCH_DRY = "--device cpu --dtype float32 --shapes {} --budget 0.02 --passes 1 -
 )
 RANDOM_CUDA = "--device cuda --library cupy --library torch --budget 0.3"
 RANDOM_DRY = "--device cpu --library numpy --shapes 64x32 --budget 0.02 --min-repeat 3"
+SKLEARN_CUDA = "--device cuda --epochs 5 --repeat 2 --wait 5"  # on CUDA, against sklearn on the CPU
+SKLEARN_DRY = "--sizes 300x8x16 --epochs 2 --repeat 1 --wait 0"
 DRY_TESTS = "tests/test_layer.py"
 TESTS_CAP_WARM = 200  # the tests' cap when the warm step found every kernel in the cache already
 
@@ -82,6 +88,7 @@ def steps(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     demo = f"--device {device} --save {shlex.quote(save)}" + (" --epochs 2 --no-baseline" if dry else "")
     bench = f"{BENCH} {BENCH_DRY if dry else BENCH_CUDA} --out {shlex.quote(str(out / 'bench'))}"
     masks = f"{RANDOM_DRY if dry else RANDOM_CUDA} --out {shlex.quote(str(out / 'random'))}"
+    sklearn = f"{SKLEARN_DRY if dry else SKLEARN_CUDA} --out {shlex.quote(str(out / 'sklearn'))}"
     plan = [
         ("info", "-m dense_xp info", "info.txt", 60, 5, {}),
         ("warm", f"-m benchmarks._gpu_warm --device {device}", "warm.log", 90, 10, {}),
@@ -96,6 +103,7 @@ def steps(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
         ("demo", f"-m dense_xp demo {demo}", "demo.log", 60, 20, {}),
         ("bench", f"-m benchmarks.bench_dense {bench}", "bench.log", 180, 90, {}),
         ("random", f"-m benchmarks.bench_random {masks}", "random.log", 60, 15, {}),
+        ("sklearn", f"-m benchmarks.bench_sklearn {sklearn}", "sklearn.log", 90, 20, {}),
     ]
     return [
         {"name": name, "cmd": [PY, *shlex.split(cmd)], "log": log, "cap": cap, "min": keep, "env": env}

@@ -42,3 +42,14 @@ html_theme_options = {
     "show_toc_level": 2,
 }
 html_static_path: list[str] = []
+
+
+def _skip_metadata_requests(
+    app: object, what: str, name: str, obj: object, skip: bool, options: object
+) -> bool | None:
+    """Leave out the ``set_*_request`` methods scikit-learn adds to every estimator (they cite its site)."""
+    return True if name.startswith("set_") and name.endswith("_request") else None
+
+
+def setup(app: object) -> None:
+    app.connect("autodoc-skip-member", _skip_metadata_requests)  # type: ignore[attr-defined]

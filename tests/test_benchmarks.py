@@ -61,7 +61,7 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert summary["env"]["CUPY_CACHE_DIR"] == str(tmp_path / "kernels")
     assert set(summary["probe"]) == {"cupy", "torch", "jax", "nvidia_smi"}
     assert [name for name, step in summary["steps"].items() if step["status"] == "passed"] == [
-        "info", "warm", "tests", "demo", "bench", "random",
+        "info", "warm", "tests", "demo", "bench", "random", "sklearn",
     ]  # fmt: skip
     assert summary["steps"]["tests"]["counts"]["passed"] >= 1
     assert "failed" not in summary["steps"]["tests"]["counts"]
@@ -278,3 +278,32 @@ def test_bench_demo_reads_each_part_of_the_demos_output():
         "[4/4] saving ...\n      model: d.npz; learning curves: d.png (0.51 s)\ndone in 1.4 s\n"
     )
     assert parse(output) == {"load": 0.71, "train": 0.05, "baseline": 0.11, "save": 0.51, "done_in": 1.4}
+
+
+def test_bench_sklearn_writes_table_and_json(tmp_path):
+    pytest.importorskip("threadpoolctl", reason="the bench extra is not installed")
+    pytest.importorskip("sklearn", minversion="1.6", reason="needs scikit-learn >= 1.6")
+    from benchmarks import bench_sklearn
+
+    out = tmp_path / "tiny"
+    argv = [
+        "--sizes",
+        "300x8x16,200x4x3-3",
+        "--epochs",
+        "2",
+        "--repeat",
+        "1",
+        "--wait",
+        "0",
+        "--out",
+        str(out),
+    ]
+    assert bench_sklearn.main(argv) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["n"], r["hidden"]) for r in report["rows"]] == [(300, [16]), (200, [3, 3])]
+    for row in report["rows"]:
+        cpu = row["cpu"]
+        assert cpu["sklearn"]["s"] > 0
+        assert cpu["dense_xp"]["s"] > 0
+        assert cpu["dense_xp"]["loss"] == pytest.approx(cpu["sklearn"]["loss"], rel=1e-5)  # the same work
+    assert "x" in out.with_suffix(".txt").read_text().splitlines()[1]
