@@ -137,7 +137,7 @@ class DenseLayer:
         else:
             z = z if b is None else self._add_(z, b)
             y = self._act.forward(z, xp=self.xp)
-        self._cache = (X, z if self._act.saves == "input" else y, W)  # W: in compute_dtype, for backward
+        self._cache = (X, z if self._plan.saves == "input" else y, W)  # W: in compute_dtype, for backward
         return y
 
     @_backend.runs_on_device
@@ -166,7 +166,7 @@ class DenseLayer:
         ops = self._fused
         dz = ops and ops.backward(d_out, saved, self.activation)
         if dz is None:
-            dz = self._act.backward(d_out, saved, xp=self.xp)
+            dz = self._plan.backward(d_out, saved, xp=self.xp)
         dW = self._weight_grad(X, dz)
         d_input = self._matmul(dz, W.T)
         self.grads = {"W": dW}
@@ -193,6 +193,7 @@ class DenseLayer:
             with _backend.on_device(self.device):
                 self._compute_dtype = self.xp.astype(self.W[:1, :1], self._compute_dtype).dtype
         self._matmul = _backend.matmul(self.xp, self._compute_dtype)
+        self._plan = self._act.backward_for(self._compute_dtype)  # what to cache, which backward
 
     def _cast(self, param: Any) -> Any:
         """``param`` in the compute dtype (a copy when that is narrower)."""
