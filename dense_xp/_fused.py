@@ -65,9 +65,9 @@ class NumpyOps:
         elif act.name == "sigmoid":
             dz = np.subtract(1, saved, out=np.empty_like(g))
             dz *= saved
-        elif act.name == "tanh":
-            dz = np.multiply(saved, saved, out=np.empty_like(g))
-            np.subtract(1, dz, out=dz)
+        elif act.name == "tanh":  # (1 - y)(1 + y): 1 - y*y would cancel
+            dz = np.subtract(1, saved, out=np.empty_like(g))
+            dz *= np.add(1, saved)
         else:
             return None
         dz *= g
@@ -104,7 +104,7 @@ CUDA_BODIES = {
         "A c = v < -B ? -B : (v > B ? B : v); " + _logistic("c") + " r = sg;",
         "r = gv * sv * ((A)1 - sv);",
     ),
-    "tanh": ("r = tanh(v);", "r = gv * ((A)1 - sv * sv);"),
+    "tanh": ("r = tanh(v);", "r = gv * (((A)1 - sv) * ((A)1 + sv));"),
     "softplus": ("r = fmax(v, (A)0) + log1p(exp(-fabs(v)));", "r = -gv * expm1(-sv);"),
     "gelu": (
         f"{_GELU_U} {_logistic('u')} r = v * sg;",
