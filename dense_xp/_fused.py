@@ -32,7 +32,10 @@ class NumpyOps:
 
     def forward(self, z: Any, b: Any, name: str | None) -> tuple[Any, Any] | None:
         np, act = self.np, ACTIVATIONS[name]
-        if act.name not in ("linear", "relu", "sigmoid", "tanh") or act.backward_for(z.dtype).saves == "input":
+        if (
+            act.name not in ("linear", "relu", "sigmoid", "tanh")
+            or act.backward_for(z.dtype).saves == "input"
+        ):
             return None
         if b is not None:
             np.add(z, b, out=z)

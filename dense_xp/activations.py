@@ -58,7 +58,9 @@ _GELU_A = 0.044715
 _GELU_K1 = 2.0 * _GELU_C  # gelu(z) = z * sigmoid(z * (K1 + K2 * z**2))
 _GELU_K2 = 2.0 * _GELU_C * _GELU_A
 _GELU_K3 = 3.0 * _GELU_K2
-_GELU_SATURATED = 1e6  # |z| past which gelu' is exactly 0 or 1 in every dtype: clipped there, z**2 stays finite
+_GELU_SATURATED = (
+    1e6  # |z| past which gelu' is exactly 0 or 1 in every dtype: clipped there, z**2 stays finite
+)
 _SAVES = ("input", "output")
 NARROW_DTYPES = frozenset({"float16", "bfloat16"})
 """Compute dtypes evaluated in float32 and rounded once, whose layers cache ``z`` for backward."""
@@ -96,7 +98,11 @@ class Activation(NamedTuple):
             :data:`NARROW_DTYPES`, where it has a derivative in ``z``;
             ``(saves, backward)`` of the activation everywhere else.
         """
-        if self.saves == "output" and self.backward_from_input is not None and dtype_name(dtype) in NARROW_DTYPES:
+        if (
+            self.saves == "output"
+            and self.backward_from_input is not None
+            and dtype_name(dtype) in NARROW_DTYPES
+        ):
             return Backward("input", self.backward_from_input)
         return Backward(self.saves, self.backward)
 

@@ -92,6 +92,17 @@ def from_output(name: str, y: np.ndarray) -> np.ndarray:
         }[name]()
 
 
+def from_output_bound(name: str, y: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(exact, bound)`` for a derivative computed from the saved output ``y``: ``FEW`` ulps of
+    :func:`from_output`, a subnormal ``y`` read as 0 allowed (as in :func:`tolerance`)."""
+    exact = from_output(name, y).astype(np.float64)
+    emin = BITS[dtype][1]
+    bound = FEW * np.maximum(ulp(exact, dtype), 2.0**emin)
+    subnormal = (np.abs(y) < 2.0**emin) & (y != 0)
+    bound[subnormal] += np.abs(exact[subnormal] - from_output(name, np.copysign(0.0, y[subnormal])))
+    return exact, bound
+
+
 @functools.cache
 def grid(dtype: str) -> np.ndarray:
     """Test points in ``[-1e4, 1e4]`` that ``dtype`` represents, as float64, ±0 included.
@@ -121,7 +132,21 @@ def _grid(dtype: str) -> np.ndarray:
         ]
         typ = np.dtype(dtype).type
         steps = np.arange(-100, 101)
-        for c in (9.70, 11.09, 17.33, 87.34, 88.72, 103.97, 500.0, 708.40, 709.78, 745.13, 0.7517, 1.2785, 1e4):
+        for c in (
+            9.70,
+            11.09,
+            17.33,
+            87.34,
+            88.72,
+            103.97,
+            500.0,
+            708.40,
+            709.78,
+            745.13,
+            0.7517,
+            1.2785,
+            1e4,
+        ):
             for point in (c, -c):
                 start = typ(point)
                 spacing = np.spacing(np.abs(start))
@@ -163,7 +188,14 @@ def reference(name: str, dtype: str, order: int) -> tuple[np.ndarray, np.ndarray
 
 
 def tolerance(
-    name: str, dtype: str, order: int, z: np.ndarray, f: np.ndarray, scale: np.ndarray, *, flushes: bool = False
+    name: str,
+    dtype: str,
+    order: int,
+    z: np.ndarray,
+    f: np.ndarray,
+    scale: np.ndarray,
+    *,
+    flushes: bool = False,
 ) -> np.ndarray:
     """The absolute bound, per point ``z`` with exact value ``f`` and ``scale`` of :func:`reference_at`."""
     p, emin = BITS[dtype]
@@ -180,7 +212,9 @@ def tolerance(
     return bound
 
 
-def assert_within(got: Any, exact: np.ndarray, bound: np.ndarray, z: np.ndarray, dtype: str, what: str) -> None:
+def assert_within(
+    got: Any, exact: np.ndarray, bound: np.ndarray, z: np.ndarray, dtype: str, what: str
+) -> None:
     """Assert ``|got - exact| <= bound`` everywhere (NaN fails), naming the worst points."""
     got = np.asarray(got, dtype=np.float64)
     err = np.abs(got - exact)
