@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .activations import _GELU_K1, _GELU_K2, _GELU_K3, ACTIVATIONS
+from ._precision import GELU_K1, GELU_K2, GELU_K3
+from .activations import ACTIVATIONS
 
 __all__ = ["CUDA_BACKWARD_FROM_INPUT", "CUDA_BODIES", "CupyOps", "NumpyOps", "kernel_spec"]
 
@@ -94,7 +95,7 @@ def _logistic(x: str) -> str:
     return f"A t = exp(-fabs({x})); A d = (A)1 + t; A p = (A)1 / d; A n = t / d; A sg = {x} < (A)0 ? n : p;"
 
 
-_K1, _K2, _K3 = (f"(A){k!r}" for k in (_GELU_K1, _GELU_K2, _GELU_K3))
+_K1, _K2, _K3 = (f"(A){k!r}" for k in (GELU_K1, GELU_K2, GELU_K3))
 _GELU_U = f"A u = v * ({_K1} + {_K2} * (v * v));"
 CUDA_BODIES = {
     "linear": ("r = v;", None),

@@ -35,12 +35,11 @@ not 0). :func:`register_activation` adds activations of one's own.
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._checks import dtype_name
+from ._precision import GELU_K1, GELU_K2, GELU_K3, NARROW_DTYPES, in_float32, logistic
 
 __all__ = [
     "ACTIVATIONS",
@@ -53,17 +52,9 @@ __all__ = [
 ]
 
 _LEAK = 0.01
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = 0.044715
-_GELU_K1 = 2.0 * _GELU_C  # gelu(z) = z * sigmoid(z * (K1 + K2 * z**2))
-_GELU_K2 = 2.0 * _GELU_C * _GELU_A
-_GELU_K3 = 3.0 * _GELU_K2
-_GELU_SATURATED = (
-    1e6  # |z| past which gelu' is exactly 0 or 1 in every dtype: clipped there, z**2 stays finite
-)
+# |z| past which gelu' is exactly 0 or 1 in every dtype: z is clipped there, so z**2 stays finite
+_GELU_SATURATED = 1e6
 _SAVES = ("input", "output")
-NARROW_DTYPES = frozenset({"float16", "bfloat16"})
-"""Compute dtypes evaluated in float32 and rounded once, whose layers cache ``z`` for backward."""
 
 
 class Backward(NamedTuple):
@@ -88,7 +79,7 @@ class Activation(NamedTuple):
         Parameters
         ----------
         dtype : str or dtype object
-            The compute dtype, in any spelling :func:`dense_xp._checks.dtype_name` reads.
+            The compute dtype: a name (``"float16"``) or a dtype object of any library.
 
         Returns
         -------
@@ -105,28 +96,6 @@ class Activation(NamedTuple):
         ):
             return Backward("input", self.backward_from_input)
         return Backward(self.saves, self.backward)
-
-
-def _in_float32(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``func`` of arrays of one dtype, computed in float32 and rounded once for a 16-bit dtype."""
-
-    @functools.wraps(func)
-    def wrapper(*arrays: Any, xp: Any) -> Any:
-        dtype = arrays[0].dtype
-        if dtype_name(dtype) not in NARROW_DTYPES:
-            return func(*arrays, xp=xp)
-        return xp.astype(func(*(xp.astype(a, xp.float32) for a in arrays), xp=xp), dtype)
-
-    return wrapper
-
-
-def _logistic(z: Any, xp: Any) -> Any:
-    """``(sigmoid(z), sigmoid(-z), sigmoid'(z))`` from ``t = exp(-|z|)``, which never overflows."""
-    t = xp.exp(-xp.abs(z))
-    d = 1.0 + t
-    pos, neg = 1.0 / d, t / d  # sigmoid(|z|), sigmoid(-|z|)
-    below = z < 0
-    return xp.where(below, neg, pos), xp.where(below, pos, neg), neg / d
 
 
 def _identity(z: Any, *, xp: Any) -> Any:
@@ -149,34 +118,34 @@ def _relu_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
     return _relu_backward(g, _relu(z, xp=xp), xp=xp)
 
 
-@_in_float32
+@in_float32
 def _sigmoid(z: Any, *, xp: Any) -> Any:
     if dtype_name(z.dtype) == "float64":  # the reference layer's formula, bit for bit
         return 1.0 / (1.0 + xp.exp(-xp.clip(z, -500.0, 500.0)))
-    return _logistic(z, xp)[0]
+    return logistic(z, xp)[0]
 
 
-@_in_float32
+@in_float32
 def _sigmoid_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return g * (y * (1.0 - y))
 
 
-@_in_float32
+@in_float32
 def _sigmoid_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    return g * _logistic(z, xp)[2]
+    return g * logistic(z, xp)[2]
 
 
-@_in_float32
+@in_float32
 def _tanh(z: Any, *, xp: Any) -> Any:
     return xp.tanh(z)
 
 
-@_in_float32
+@in_float32
 def _tanh_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return g * ((1.0 - y) * (1.0 + y))  # 1 - y*y would cancel: y*y is rounded near 1
 
 
-@_in_float32
+@in_float32
 def _tanh_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
     t = xp.exp(-2.0 * xp.abs(z))  # 1 - tanh(z)**2 = 4 t / (1 + t)**2: no cancellation
     return g * ((4.0 * t / (1.0 + t)) / (1.0 + t))
@@ -191,44 +160,44 @@ def _leaky_relu_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return xp.where(y > 0, g, xp.where(y <= 0, _LEAK * g, y))  # NaN in y: NaN out
 
 
-@_in_float32
+@in_float32
 def _gelu(z: Any, *, xp: Any) -> Any:
     # 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation in 1 + tanh(u) for z < 0
-    return z * _logistic(z * (_GELU_K1 + _GELU_K2 * (z * z)), xp)[0]
+    return z * logistic(z * (GELU_K1 + GELU_K2 * (z * z)), xp)[0]
 
 
-@_in_float32
+@in_float32
 def _gelu_backward(g: Any, z: Any, *, xp: Any) -> Any:
     z = xp.clip(z, -_GELU_SATURATED, _GELU_SATURATED)
     z2 = z * z
-    s, _, ds = _logistic(z * (_GELU_K1 + _GELU_K2 * z2), xp)
-    return g * (s + z * (_GELU_K1 + _GELU_K3 * z2) * ds)
+    s, _, ds = logistic(z * (GELU_K1 + GELU_K2 * z2), xp)
+    return g * (s + z * (GELU_K1 + GELU_K3 * z2) * ds)
 
 
-@_in_float32
+@in_float32
 def _softplus(z: Any, *, xp: Any) -> Any:
     # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): never overflows.
     return xp.where(z > 0, z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
-@_in_float32
+@in_float32
 def _softplus_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return g * -xp.expm1(-y)  # softplus' = sigmoid = 1 - exp(-softplus): the derivative from the output
 
 
-@_in_float32
+@in_float32
 def _softplus_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    return g * _logistic(z, xp)[0]
+    return g * logistic(z, xp)[0]
 
 
-@_in_float32
+@in_float32
 def _silu(z: Any, *, xp: Any) -> Any:
-    return z * _logistic(z, xp)[0]
+    return z * logistic(z, xp)[0]
 
 
-@_in_float32
+@in_float32
 def _silu_backward(g: Any, z: Any, *, xp: Any) -> Any:
-    s, s_neg, _ = _logistic(z, xp)
+    s, s_neg, _ = logistic(z, xp)
     return g * (s * (1.0 + z * s_neg))
 
 
