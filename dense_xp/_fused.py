@@ -23,9 +23,10 @@ __all__ = ["CUDA_BACKWARD_FROM_INPUT", "CUDA_BODIES", "CupyOps", "NumpyOps", "ke
 class NumpyOps:
     """NumPy ufunc chains with ``out=``: fewer passes over memory and no temporaries.
 
-    They fuse the activations that save their output, in the dtypes where the
-    layer caches it (:meth:`dense_xp.activations.Activation.backward_for`);
-    elsewhere (float16, where the layer caches ``z``) the generic code runs.
+    They fuse linear, relu, sigmoid and tanh where the layer caches their
+    output (:meth:`dense_xp.activations.Activation.backward_for`), and relu
+    where it caches ``z`` (float16: ``y`` then is a new array); elsewhere
+    (sigmoid and tanh in float16, computed in float32) the generic code runs.
     """
 
     def __init__(self, np: Any) -> None:
@@ -33,13 +34,13 @@ class NumpyOps:
 
     def forward(self, z: Any, b: Any, name: str | None) -> tuple[Any, Any] | None:
         np, act = self.np, ACTIVATIONS[name]
-        if (
-            act.name not in ("linear", "relu", "sigmoid", "tanh")
-            or act.backward_for(z.dtype).saves == "input"
-        ):
+        keep = act.backward_for(z.dtype).saves == "input"
+        if act.name not in ("linear", "relu", "sigmoid", "tanh") or (keep and act.name != "relu"):
             return None
         if b is not None:
             np.add(z, b, out=z)
+        if keep:  # relu, z kept for backward
+            return z, np.maximum(z, 0)
         if act.name == "relu":
             np.maximum(z, 0, out=z)
         elif act.name == "tanh":
@@ -50,22 +51,24 @@ class NumpyOps:
             np.exp(z, out=z)
             z += 1
             np.reciprocal(z, out=z)
-        elif act.name == "sigmoid":  # sigmoid(|z|) = 1 / (1 + t), times t where z < 0; t = exp(-|z|)
-            neg = np.less(z, 0)
+        elif act.name == "sigmoid":  # exp(min(z, 0)) / (1 + exp(-|z|)), as in activations: no overflow
             t = np.abs(z)
             np.negative(t, out=t)
             np.exp(t, out=t)
-            np.add(t, 1, out=z)
-            np.reciprocal(z, out=z)
-            np.multiply(z, t, out=z, where=neg)
+            t += 1
+            np.minimum(z, 0, out=z)
+            np.exp(z, out=z)
+            np.divide(z, t, out=z)
         return z, z
 
     def backward(self, g: Any, saved: Any, name: str | None) -> Any:
         np, act = self.np, ACTIVATIONS[name]
-        if act.backward_for(g.dtype).saves == "input":
+        keep = act.backward_for(g.dtype).saves == "input"
+        if keep and act.name != "relu":
             return None
         if act.name == "relu":
-            dz = np.sign(saved, out=np.empty_like(g))  # relu'(z) from y >= 0: 1, 0, or NaN for NaN
+            dz = np.maximum(saved, 0, out=np.empty_like(g)) if keep else saved  # y = relu(z)
+            dz = np.sign(dz, out=dz if keep else np.empty_like(g))  # relu'(z) from y >= 0: 1, 0, or NaN
         elif act.name == "sigmoid":
             dz = np.subtract(1, saved, out=np.empty_like(g))
             dz *= saved

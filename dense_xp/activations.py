@@ -122,7 +122,8 @@ def _relu_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
 def _sigmoid(z: Any, *, xp: Any) -> Any:
     if dtype_name(z.dtype) == "float64":  # the reference layer's formula, bit for bit
         return 1.0 / (1.0 + xp.exp(-xp.clip(z, -500.0, 500.0)))
-    return logistic(z, xp)[0]
+    e, _, d = logistic(z, xp)
+    return e / d
 
 
 @in_float32
@@ -132,7 +133,8 @@ def _sigmoid_backward(g: Any, y: Any, *, xp: Any) -> Any:
 
 @in_float32
 def _sigmoid_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    return g * logistic(z, xp)[2]
+    e, f, d = logistic(z, xp)
+    return g * ((e * f / d) / d)
 
 
 @in_float32
@@ -163,15 +165,16 @@ def _leaky_relu_backward(g: Any, y: Any, *, xp: Any) -> Any:
 @in_float32
 def _gelu(z: Any, *, xp: Any) -> Any:
     # 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation in 1 + tanh(u) for z < 0
-    return z * logistic(z * (GELU_K1 + GELU_K2 * (z * z)), xp)[0]
+    e, _, d = logistic(z * (GELU_K1 + GELU_K2 * (z * z)), xp)
+    return z * (e / d)
 
 
 @in_float32
 def _gelu_backward(g: Any, z: Any, *, xp: Any) -> Any:
     z = xp.clip(z, -_GELU_SATURATED, _GELU_SATURATED)
     z2 = z * z
-    s, _, ds = logistic(z * (GELU_K1 + GELU_K2 * z2), xp)
-    return g * (s + z * (GELU_K1 + GELU_K3 * z2) * ds)
+    e, f, d = logistic(z * (GELU_K1 + GELU_K2 * z2), xp)
+    return g * (e / d + z * (GELU_K1 + GELU_K3 * z2) * ((e * f / d) / d))
 
 
 @in_float32
@@ -187,18 +190,20 @@ def _softplus_backward(g: Any, y: Any, *, xp: Any) -> Any:
 
 @in_float32
 def _softplus_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    return g * logistic(z, xp)[0]
+    e, _, d = logistic(z, xp)
+    return g * (e / d)
 
 
 @in_float32
 def _silu(z: Any, *, xp: Any) -> Any:
-    return z * logistic(z, xp)[0]
+    e, _, d = logistic(z, xp)
+    return z * (e / d)
 
 
 @in_float32
 def _silu_backward(g: Any, z: Any, *, xp: Any) -> Any:
-    s, s_neg, _ = logistic(z, xp)
-    return g * (s * (1.0 + z * s_neg))
+    e, f, d = logistic(z, xp)
+    return g * ((e / d) * (1.0 + z * (f / d)))
 
 
 _TABLE = (
