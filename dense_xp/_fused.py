@@ -12,49 +12,69 @@ reference these kernels are tested against. The library module is handed in by
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
+from ._precision import GELU_K1, GELU_K2, GELU_K3
 from .activations import ACTIVATIONS
 
-__all__ = ["CUDA_BODIES", "CupyOps", "NumpyOps", "kernel_spec"]
+__all__ = ["CUDA_BACKWARD_FROM_INPUT", "CUDA_BODIES", "CupyOps", "NumpyOps", "kernel_spec"]
 
 
 class NumpyOps:
-    """NumPy ufunc chains with ``out=``: fewer passes over memory and no temporaries."""
+    """NumPy ufunc chains with ``out=``: fewer passes over memory and no temporaries.
+
+    They fuse linear, relu, sigmoid and tanh where the layer caches their
+    output (:meth:`dense_xp.activations.Activation.backward_for`), and relu
+    where it caches ``z`` (float16: ``y`` then is a new array); elsewhere
+    (sigmoid and tanh in float16, computed in float32) the generic code runs.
+    """
 
     def __init__(self, np: Any) -> None:
         self.np = np
 
     def forward(self, z: Any, b: Any, name: str | None) -> tuple[Any, Any] | None:
         np, act = self.np, ACTIVATIONS[name]
-        if act.name not in ("linear", "relu", "sigmoid", "tanh"):
+        keep = act.backward_for(z.dtype).saves == "input"
+        if act.name not in ("linear", "relu", "sigmoid", "tanh") or (keep and act.name != "relu"):
             return None
         if b is not None:
             np.add(z, b, out=z)
+        if keep:  # relu, z kept for backward
+            return z, np.maximum(z, 0)
         if act.name == "relu":
             np.maximum(z, 0, out=z)
         elif act.name == "tanh":
             np.tanh(z, out=z)
-        elif act.name == "sigmoid":
-            bound = min(500.0, math.floor(math.log(np.finfo(z.dtype).max)) - 1.0)
-            np.clip(z, -bound, bound, out=z)
+        elif act.name == "sigmoid" and z.dtype == np.float64:  # the reference formula, as in activations
+            np.clip(z, -500.0, 500.0, out=z)
             np.negative(z, out=z)
             np.exp(z, out=z)
             z += 1
             np.reciprocal(z, out=z)
+        elif act.name == "sigmoid":  # exp(min(z, 0)) / (1 + exp(-|z|)), as in activations: no overflow
+            t = np.abs(z)
+            np.negative(t, out=t)
+            np.exp(t, out=t)
+            t += 1
+            np.minimum(z, 0, out=z)
+            np.exp(z, out=z)
+            np.divide(z, t, out=z)
         return z, z
 
     def backward(self, g: Any, saved: Any, name: str | None) -> Any:
         np, act = self.np, ACTIVATIONS[name]
+        keep = act.backward_for(g.dtype).saves == "input"
+        if keep and act.name != "relu":
+            return None
         if act.name == "relu":
-            dz = np.sign(saved, out=np.empty_like(g))  # relu'(z) from y >= 0: 1, 0, or NaN for NaN
+            dz = np.maximum(saved, 0, out=np.empty_like(g)) if keep else saved  # y = relu(z)
+            dz = np.sign(dz, out=dz if keep else np.empty_like(g))  # relu'(z) from y >= 0: 1, 0, or NaN
         elif act.name == "sigmoid":
             dz = np.subtract(1, saved, out=np.empty_like(g))
             dz *= saved
-        elif act.name == "tanh":
-            dz = np.multiply(saved, saved, out=np.empty_like(g))
-            np.subtract(1, dz, out=dz)
+        elif act.name == "tanh":  # (1 - y)(1 + y): 1 - y*y would cancel
+            dz = np.subtract(1, saved, out=np.empty_like(g))
+            dz *= np.add(1, saved)
         else:
             return None
         dz *= g
@@ -62,13 +82,24 @@ class NumpyOps:
 
 
 # CUDA C bodies: forward reads ``v`` (z + b) and writes ``r``; backward reads
-# ``gv`` (upstream gradient) and ``sv`` (what forward saved) and writes ``r``.
-# ``A`` is the accumulation type (double for float64, float otherwise) and
-# ``B`` the bound that keeps exp() finite in it. NaN propagates as in the
-# array API code (see dense_xp.activations): comparisons pass NaN through,
-# where fmax/fmin (and ``v > 0 ? v : 0``) would map it to a number.
-_SIGMOID = "(A)1 / ((A)1 + exp(-(v < -B ? -B : (v > B ? B : v))))"
-_GELU_T = "tanh((A)0.7978845608028654 * (v + (A)0.044715 * v * v * v))"
+# ``gv`` (upstream gradient) and ``sv`` (what forward saved: ``z`` or ``y``, as
+# the activation's ``saves`` says) and writes ``r``. ``CUDA_BACKWARD_FROM_INPUT``
+# holds the derivatives in ``z`` of the activations that save their output, for
+# the dtypes whose layers cache ``z`` (float16). ``A`` is the accumulation type
+# (double for float64, float otherwise: float16 is computed in float and rounded
+# once) and ``B`` the reference layer's sigmoid clip (500; a no-op in float,
+# where exp(-500) is 0). The formulas are those of dense_xp.activations: the
+# logistic from ``t = exp(-|x|)``, which never overflows. NaN propagates as in
+# the array API code: comparisons pass NaN through, where fmax/fmin (and
+# ``v > 0 ? v : 0``) would map it to a number.
+def _logistic(x: str) -> str:
+    """C statements: ``t = exp(-|x|)``, ``d = 1 + t``, ``p = sigmoid(|x|)``, ``n = sigmoid(-|x|)`` and
+    ``sg = sigmoid(x)``; ``n / d`` is sigmoid'(x)."""
+    return f"A t = exp(-fabs({x})); A d = (A)1 + t; A p = (A)1 / d; A n = t / d; A sg = {x} < (A)0 ? n : p;"
+
+
+_K1, _K2, _K3 = (f"(A){k!r}" for k in (GELU_K1, GELU_K2, GELU_K3))
+_GELU_U = f"A u = v * ({_K1} + {_K2} * (v * v));"
 CUDA_BODIES = {
     "linear": ("r = v;", None),
     "relu": ("r = v < (A)0 ? (A)0 : v;", "r = sv > (A)0 ? gv : gv * sv;"),
@@ -76,18 +107,28 @@ CUDA_BODIES = {
         "r = v > (A)0 ? v : (A)0.01 * v;",
         "r = sv > (A)0 ? gv : (sv <= (A)0 ? (A)0.01 * gv : sv);",
     ),
-    "sigmoid": (f"r = {_SIGMOID};", "r = gv * sv * ((A)1 - sv);"),
-    "tanh": ("r = tanh(v);", "r = gv * ((A)1 - sv * sv);"),
+    "sigmoid": (
+        "A c = v < -B ? -B : (v > B ? B : v); " + _logistic("c") + " r = sg;",
+        "r = gv * sv * ((A)1 - sv);",
+    ),
+    "tanh": ("r = tanh(v);", "r = gv * (((A)1 - sv) * ((A)1 + sv));"),
     "softplus": ("r = fmax(v, (A)0) + log1p(exp(-fabs(v)));", "r = -gv * expm1(-sv);"),
     "gelu": (
-        f"A t = {_GELU_T}; r = (A)0.5 * v * ((A)1 + t);",
-        "A v = sv; A t = " + _GELU_T + "; A du = (A)0.7978845608028654 * ((A)1 + (A)0.134145 * v * v);"
-        " r = gv * ((A)0.5 * ((A)1 + t) + (A)0.5 * v * ((A)1 - t * t) * du);",
+        f"{_GELU_U} {_logistic('u')} r = v * sg;",
+        f"A v = sv < (A)-1e6 ? (A)-1e6 : (sv > (A)1e6 ? (A)1e6 : sv); {_GELU_U} {_logistic('u')}"
+        f" r = gv * (sg + v * ({_K1} + {_K3} * (v * v)) * (n / d));",
     ),
     "silu": (
-        f"r = v * {_SIGMOID};",
-        f"A v = sv; A sg = {_SIGMOID}; r = gv * sg * ((A)1 + v * ((A)1 - sg));",
+        f"{_logistic('v')} r = v * sg;",
+        f"A v = sv; {_logistic('v')} r = gv * (sg * ((A)1 + v * (v < (A)0 ? p : n)));",
     ),
+}
+CUDA_BACKWARD_FROM_INPUT = {
+    "relu": "r = gv * (sv > (A)0 ? (A)1 : (sv <= (A)0 ? (A)0 : sv));",
+    "leaky_relu": CUDA_BODIES["leaky_relu"][1],  # z > 0 exactly where y > 0
+    "sigmoid": f"{_logistic('sv')} r = gv * (n / d);",
+    "tanh": "A t = exp((A)-2 * fabs(sv)); A d = (A)1 + t; r = gv * ((A)4 * t / d / d);",
+    "softplus": f"{_logistic('sv')} r = gv * sg;",
 }
 
 
@@ -95,15 +136,19 @@ def kernel_spec(name: str, kind: str, *, double: bool) -> tuple[str, str, str, s
     """``(in_params, out_params, operation, preamble)`` of one CuPy ``ElementwiseKernel``.
 
     ``kind`` is ``"forward"`` (y may be z itself: in place), ``"forward_keep"``
-    (z + b stays in z for a derivative written in z) or ``"backward"``.
+    (z + b stays in z for a derivative written in z), ``"backward"`` (from
+    what the activation saves) or ``"backward_input"`` (from z:
+    :data:`CUDA_BACKWARD_FROM_INPUT`).
     """
-    acc, bound = ("double", "500.0") if double else ("float", "87.0")
-    preamble = f"typedef {acc} A; static const A B = {bound};"
+    acc = "double" if double else "float"
+    preamble = f"typedef {acc} A; static const A B = 500;"
     forward, backward = CUDA_BODIES[name]
     if kind == "forward":
         return "T z, T b", "T y", f"A v = (A)z + (A)b; A r; {forward} y = (T)r;", preamble
     if kind == "forward_keep":
         return "T z, T b", "T zb, T y", f"A v = (A)z + (A)b; A r; {forward} zb = (T)v; y = (T)r;", preamble
+    if kind == "backward_input":
+        backward = CUDA_BACKWARD_FROM_INPUT[name]
     return "T g, T s", "T dz", f"A gv = (A)g; A sv = (A)s; A r; {backward} dz = (T)r;", preamble
 
 
@@ -124,7 +169,7 @@ class CupyOps:
             return None
         double = z.dtype == self.cupy.float64
         bias = 0 if b is None else b
-        if act.saves == "input":
+        if act.backward_for(z.dtype).saves == "input":
             y = self.cupy.empty_like(z)
             self._kernel(act.name, "forward_keep", double)(z, bias, z, y)
             return z, y
@@ -137,4 +182,5 @@ class CupyOps:
             return None
         if CUDA_BODIES[act.name][1] is None:
             return g
-        return self._kernel(act.name, "backward", g.dtype == self.cupy.float64)(g, saved)
+        kind = "backward" if act.backward_for(g.dtype).saves == act.saves else "backward_input"
+        return self._kernel(act.name, kind, g.dtype == self.cupy.float64)(g, saved)

@@ -7,7 +7,24 @@ Each entry of :data:`ACTIVATIONS` holds
   the derivative, from what forward cached alone;
 * ``saves``: what the layer caches for ``backward`` -- the output ``y``
   wherever the derivative can be written in ``y`` (cheaper than recomputing
-  the activation, as a derivative in ``z`` would), else ``z``.
+  the activation, as a derivative in ``z`` would), else ``z``;
+* ``backward_from_input(g, z, *, xp) -> g * act'(z)``: the derivative written
+  in ``z``, or ``None``.
+
+:meth:`Activation.backward_for` tells the layer, for one compute dtype, what
+to cache and which of the two backward functions to call on it. In float16
+and bfloat16 the output is too coarse for a derivative (``sigmoid(10)``
+rounds to 1 in float16, so ``y * (1 - y)`` is 0 where ``act'(z)`` is
+4.5e-5): there the layer caches ``z`` and calls ``backward_from_input``.
+
+Accuracy: float16 and bfloat16 are computed in float32 and rounded once, so
+forward and ``backward_from_input`` are within 1 ulp of the exact values at
+the same ``z``; float32 and float64 within a few ulps, except where the
+function itself is ill-conditioned (the tails of ``gelu``, where its
+exponent is a cubic, and the zeros of the derivatives of ``gelu`` and
+``silu``). In float64 ``sigmoid`` is the reference formula
+``1 / (1 + exp(-clip(z, -500, 500)))`` and ``relu`` is ``max(0, z)``, bit for
+bit.
 
 Every function is a module-level function, so layers pickle. NaN propagates
 the same way on every backend and path (generic, NumPy fused, CUDA fused): a
@@ -18,16 +35,33 @@ not 0). :func:`register_activation` adds activations of one's own.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["ACTIVATIONS", "BUILTIN_ACTIVATIONS", "Activation", "get_activation", "register_activation"]
+from ._checks import dtype_name
+from ._precision import GELU_K1, GELU_K2, GELU_K3, NARROW_DTYPES, in_float32, logistic
+
+__all__ = [
+    "ACTIVATIONS",
+    "BUILTIN_ACTIVATIONS",
+    "NARROW_DTYPES",
+    "Activation",
+    "Backward",
+    "get_activation",
+    "register_activation",
+]
 
 _LEAK = 0.01
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = 0.044715
+# |z| past which gelu' is exactly 0 or 1 in every dtype: z is clipped there, so z**2 stays finite
+_GELU_SATURATED = 1e6
 _SAVES = ("input", "output")
+
+
+class Backward(NamedTuple):
+    """What the layer caches in forward, and the function backward calls on it."""
+
+    saves: str  # "input" (z), "output" (y) or "nothing"
+    backward: Callable[..., Any]  # backward(g, saved, *, xp) -> g * act'(z)
 
 
 class Activation(NamedTuple):
@@ -37,6 +71,31 @@ class Activation(NamedTuple):
     forward: Callable[..., Any]
     backward: Callable[..., Any]
     saves: str  # what backward takes: "output" (y), "input" (z) or "nothing"
+    backward_from_input: Callable[..., Any] | None = None  # g * act'(z) from z
+
+    def backward_for(self, dtype: Any) -> Backward:
+        """What to cache and which backward to call in the compute dtype ``dtype``.
+
+        Parameters
+        ----------
+        dtype : str or dtype object
+            The compute dtype: a name (``"float16"``) or a dtype object of any library.
+
+        Returns
+        -------
+        Backward
+            ``(saves, backward)``: ``("input", backward_from_input)`` for an
+            activation that saves its output, in a dtype of
+            :data:`NARROW_DTYPES`, where it has a derivative in ``z``;
+            ``(saves, backward)`` of the activation everywhere else.
+        """
+        if (
+            self.saves == "output"
+            and self.backward_from_input is not None
+            and dtype_name(dtype) in NARROW_DTYPES
+        ):
+            return Backward("input", self.backward_from_input)
+        return Backward(self.saves, self.backward)
 
 
 def _identity(z: Any, *, xp: Any) -> Any:
@@ -55,23 +114,43 @@ def _relu_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return g * xp.sign(y)  # y >= 0, so sign(y) is relu'(z): 1, 0, or NaN for NaN
 
 
+def _relu_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
+    return _relu_backward(g, _relu(z, xp=xp), xp=xp)
+
+
+@in_float32
 def _sigmoid(z: Any, *, xp: Any) -> Any:
-    # 1 / (1 + exp(-z)) as in the reference, with z clipped where exp(-z)
-    # would overflow the dtype (|z| <= 500 in float64, as the reference clips).
-    bound = min(500.0, math.floor(math.log(xp.finfo(z.dtype).max)) - 1.0)
-    return 1.0 / (1.0 + xp.exp(-xp.clip(z, -bound, bound)))
+    if dtype_name(z.dtype) == "float64":  # the reference layer's formula, bit for bit
+        return 1.0 / (1.0 + xp.exp(-xp.clip(z, -500.0, 500.0)))
+    e, _, d = logistic(z, xp)
+    return e / d
 
 
+@in_float32
 def _sigmoid_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return g * (y * (1.0 - y))
 
 
+@in_float32
+def _sigmoid_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
+    e, f, d = logistic(z, xp)
+    return g * ((e * f / d) / d)
+
+
+@in_float32
 def _tanh(z: Any, *, xp: Any) -> Any:
     return xp.tanh(z)
 
 
+@in_float32
 def _tanh_backward(g: Any, y: Any, *, xp: Any) -> Any:
-    return g * (1.0 - y * y)
+    return g * ((1.0 - y) * (1.0 + y))  # 1 - y*y would cancel: y*y is rounded near 1
+
+
+@in_float32
+def _tanh_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
+    t = xp.exp(-2.0 * xp.abs(z))  # 1 - tanh(z)**2 = 4 t / (1 + t)**2: no cancellation
+    return g * ((4.0 * t / (1.0 + t)) / (1.0 + t))
 
 
 def _leaky_relu(z: Any, *, xp: Any) -> Any:
@@ -79,50 +158,63 @@ def _leaky_relu(z: Any, *, xp: Any) -> Any:
 
 
 def _leaky_relu_backward(g: Any, y: Any, *, xp: Any) -> Any:
+    # y > 0 exactly where z > 0: the same function takes y or z
     return xp.where(y > 0, g, xp.where(y <= 0, _LEAK * g, y))  # NaN in y: NaN out
 
 
-def _gelu_tanh(z: Any, *, xp: Any) -> Any:
-    return xp.tanh(_GELU_C * (z + _GELU_A * z * z * z))
-
-
+@in_float32
 def _gelu(z: Any, *, xp: Any) -> Any:
-    return 0.5 * z * (1.0 + _gelu_tanh(z, xp=xp))
+    # 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation in 1 + tanh(u) for z < 0
+    e, _, d = logistic(z * (GELU_K1 + GELU_K2 * (z * z)), xp)
+    return z * (e / d)
 
 
+@in_float32
 def _gelu_backward(g: Any, z: Any, *, xp: Any) -> Any:
-    t = _gelu_tanh(z, xp=xp)
-    du = _GELU_C * (1.0 + 3.0 * _GELU_A * z * z)
-    return g * (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du)
+    z = xp.clip(z, -_GELU_SATURATED, _GELU_SATURATED)
+    z2 = z * z
+    e, f, d = logistic(z * (GELU_K1 + GELU_K2 * z2), xp)
+    return g * (e / d + z * (GELU_K1 + GELU_K3 * z2) * ((e * f / d) / d))
 
 
+@in_float32
 def _softplus(z: Any, *, xp: Any) -> Any:
     # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): never overflows.
     return xp.where(z > 0, z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
+@in_float32
 def _softplus_backward(g: Any, y: Any, *, xp: Any) -> Any:
     return g * -xp.expm1(-y)  # softplus' = sigmoid = 1 - exp(-softplus): the derivative from the output
 
 
+@in_float32
+def _softplus_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
+    e, _, d = logistic(z, xp)
+    return g * (e / d)
+
+
+@in_float32
 def _silu(z: Any, *, xp: Any) -> Any:
-    return z * _sigmoid(z, xp=xp)
+    e, _, d = logistic(z, xp)
+    return z * (e / d)
 
 
+@in_float32
 def _silu_backward(g: Any, z: Any, *, xp: Any) -> Any:
-    s = _sigmoid(z, xp=xp)
-    return g * (s * (1.0 + z * (1.0 - s)))
+    e, f, d = logistic(z, xp)
+    return g * ((e / d) * (1.0 + z * (f / d)))
 
 
 _TABLE = (
     Activation("linear", _identity, _identity_backward, "nothing"),
-    Activation("relu", _relu, _relu_backward, "output"),
-    Activation("sigmoid", _sigmoid, _sigmoid_backward, "output"),
-    Activation("tanh", _tanh, _tanh_backward, "output"),
-    Activation("leaky_relu", _leaky_relu, _leaky_relu_backward, "output"),
-    Activation("gelu", _gelu, _gelu_backward, "input"),
-    Activation("softplus", _softplus, _softplus_backward, "output"),
-    Activation("silu", _silu, _silu_backward, "input"),
+    Activation("relu", _relu, _relu_backward, "output", _relu_backward_from_input),
+    Activation("sigmoid", _sigmoid, _sigmoid_backward, "output", _sigmoid_backward_from_input),
+    Activation("tanh", _tanh, _tanh_backward, "output", _tanh_backward_from_input),
+    Activation("leaky_relu", _leaky_relu, _leaky_relu_backward, "output", _leaky_relu_backward),
+    Activation("gelu", _gelu, _gelu_backward, "input", _gelu_backward),
+    Activation("softplus", _softplus, _softplus_backward, "output", _softplus_backward_from_input),
+    Activation("silu", _silu, _silu_backward, "input", _silu_backward),
 )
 ACTIVATIONS: dict[str | None, Activation] = {act.name: act for act in _TABLE}
 ACTIVATIONS[None] = ACTIVATIONS["linear"]
@@ -156,7 +248,12 @@ def get_activation(activation: str | None) -> Activation:
 
 
 def register_activation(
-    name: str, forward: Callable[..., Any], backward: Callable[..., Any], *, saves: str = "input"
+    name: str,
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    *,
+    saves: str = "input",
+    backward_from_input: Callable[..., Any] | None = None,
 ) -> Activation:
     """Make a custom activation usable by name in ``DenseLayer``, checkpoints and pickles.
 
@@ -175,6 +272,12 @@ def register_activation(
         ``saved`` alone.
     saves : {"input", "output"}, default "input"
         What ``backward`` receives as ``saved``: ``z`` or the output ``y``.
+    backward_from_input : callable, optional
+        ``backward_from_input(g, z, *, xp) -> g * act'(z)``, the derivative
+        in ``z``, for an activation that saves its output: layers computing
+        in float16 or bfloat16 cache ``z`` and call it (see
+        :meth:`Activation.backward_for`). Without it they call ``backward``
+        on the output in every dtype.
 
     Returns
     -------
@@ -184,7 +287,8 @@ def register_activation(
     Raises
     ------
     TypeError
-        ``name`` is not a string, or ``forward``/``backward`` are not callable.
+        ``name`` is not a string, or ``forward``/``backward`` (or a given
+        ``backward_from_input``) are not callable.
     ValueError
         ``name`` is empty or a built-in name, or ``saves`` is neither value.
 
@@ -214,12 +318,15 @@ def register_activation(
             f"`name` must be a new, non-empty name, not a built-in activation ({sorted(BUILTIN_ACTIVATIONS)})"
         )
         raise ValueError(f"{msg}; got {name!r}")
-    for arg, func in (("forward", forward), ("backward", backward)):
+    funcs = [("forward", forward), ("backward", backward)]
+    if backward_from_input is not None:
+        funcs.append(("backward_from_input", backward_from_input))
+    for arg, func in funcs:
         if not callable(func):
             msg = f"`{arg}` must be callable, got {type(func).__name__} {func!r}"
             raise TypeError(msg)
     if saves not in _SAVES:
         msg = f"`saves` must be 'input' or 'output', got {saves!r}"
         raise ValueError(msg)
-    act = ACTIVATIONS[name] = Activation(name, forward, backward, saves)
+    act = ACTIVATIONS[name] = Activation(name, forward, backward, saves, backward_from_input)
     return act

@@ -16,6 +16,7 @@ import pytest
 
 from dense_xp import DenseLayer, _backend, _fused
 from dense_xp.activations import ACTIVATIONS
+from tests import activation_reference as R
 from tests.helpers import host, tol, wide
 
 NAMES = [name for name in ACTIVATIONS if name is not None]
@@ -80,6 +81,38 @@ def test_sigmoid_saturates_without_warnings(backend):
         assert np.all(np.isfinite(host(layer.backward([[1.0], [1.0], [1.0]]))))
 
 
+@pytest.mark.parametrize(
+    ("name", "dtype", "kinds"),
+    [
+        ("sigmoid", "float16", ("forward_keep", "backward_input")),  # float16 layers cache z
+        ("relu", "float16", ("forward_keep", "backward_input")),
+        ("gelu", "float16", ("forward_keep", "backward")),  # gelu's backward is in z already
+        ("sigmoid", "float32", ("forward", "backward")),  # in place, the derivative from y
+        ("tanh", "float64", ("forward", "backward")),
+        ("silu", "float32", ("forward_keep", "backward")),
+    ],
+)
+def test_cupy_ops_launch_the_kernels_backward_for_chooses(name, dtype, kinds):
+    """Which kernels CupyOps launches, per compute dtype, on arrays standing in for CuPy's."""
+    launched = []
+
+    def kernel(activation, kind, double):
+        launched.append((activation, kind, double))
+        return lambda *args: None
+
+    ops = _fused.CupyOps(SimpleNamespace(float64=np.float64, empty_like=np.empty_like))
+    ops._kernel = kernel
+    z = np.zeros((2, 3), dtype=dtype)
+    z_out, y = ops.forward(z, None, name)
+    assert z_out is z
+    assert (y is z) == (kinds[0] == "forward")
+    ops.backward(np.ones_like(z), z, name)
+    double = dtype == "float64"
+    assert launched == [(name, kinds[0], double), (name, kinds[1], double)]
+    plan = ACTIVATIONS[name].backward_for(dtype)
+    assert (plan.saves == "input") == (kinds[0] == "forward_keep")
+
+
 # -- The CUDA sources CuPy compiles, compiled without a GPU ------------------------------------------------
 #
 # ``ElementwiseKernel.__call__`` needs a device for two things only: describing its arguments
@@ -105,7 +138,7 @@ def test_sigmoid_saturates_without_warnings(backend):
 # with the CUDA headers of nvcc's own toolkit.
 CUDA_ARCH = "90"
 FLOAT_DTYPES = ("float16", "float32", "float64")
-KINDS = ("forward", "forward_keep", "backward")
+KINDS = ("forward", "forward_keep", "backward", "backward_input")
 ARG_NDARRAY, ARG_INDEXER, ARG_SCALAR = 1, 2, 3  # cupy/_core/_kernel.pxd: _ArgKind
 Launch = tuple[str, str, str, "bool | None"]  # activation, kind, dtype, bias (None: backward)
 
@@ -127,7 +160,7 @@ def _launch(g: SimpleNamespace, kern: Any, kind: str, dtype: np.dtype, bias: boo
     def array(ndim: int, c_contiguous: bool = True) -> Any:
         return info(ARG_NDARRAY, g.cupy.ndarray, dtype, ndim, c_contiguous, True)
 
-    if kind == "backward":  # k(g, s): CuPy allocates dz; three C-contiguous arrays reduce to 1-D
+    if kind.startswith("backward"):  # k(g, s): CuPy allocates dz; three C-contiguous arrays reduce to 1-D
         ins, outs, args = (dtype, dtype), (), [array(1), array(1), array(1)]
     else:  # k(z, b, z) or k(z, b, z, y)
         outs = (dtype,) * (2 if kind == "forward_keep" else 1)
@@ -158,8 +191,10 @@ def cupy_kernel_sources(
     for name, kind, dtype in itertools.product(names or _fused.CUDA_BODIES, kinds, dtypes):
         if kind == "backward" and _fused.CUDA_BODIES[name][1] is None:
             continue
+        if kind == "backward_input" and name not in _fused.CUDA_BACKWARD_FROM_INPUT:
+            continue
         kern = ops._kernel(name, kind, dtype == "float64")
-        for bias in (None,) if kind == "backward" else (True, False):
+        for bias in (None,) if kind.startswith("backward") else (True, False):
             args, type_map = _launch(g, kern, kind, np.dtype(dtype), bias)
             code = g.kernel._get_elementwise_kernel_code(
                 args, type_map, kern.params, kern.operation, kern.name, kern.preamble, **kern.kwargs
@@ -245,7 +280,8 @@ def _compile_all(
 def test_cupy_kernel_sources_are_what_cupy_generates(cupy_gen):
     sources = cupy_kernel_sources(cupy_gen)
     n_backward = sum(backward is not None for _, backward in _fused.CUDA_BODIES.values())
-    assert len(sources) == len(FLOAT_DTYPES) * (len(_fused.CUDA_BODIES) * 2 * 2 + n_backward)
+    n_from_input = len(_fused.CUDA_BACKWARD_FROM_INPUT)
+    assert len(sources) == len(FLOAT_DTYPES) * (len(_fused.CUDA_BODIES) * 2 * 2 + n_backward + n_from_input)
     name, src = sources["relu", "forward", "float16", False]
     assert name == "dense_xp_relu_forward"
     assert src.startswith("#include <cupy/complex.cuh>\n#include <cupy/carray.cuh>\n")
@@ -355,3 +391,114 @@ def test_cuda_bodies_treat_nan_as_the_array_api_code_does(tmp_path):
     for (name, kind, T, dtype), got, ref in zip(cases, out, expected, strict=True):
         t = tol(dtype, np, 64)
         np.testing.assert_allclose(got, ref, rtol=t, atol=t, err_msg=f"{name} {kind} {T}")
+
+
+# -- the CUDA bodies' accuracy, on the host -----------------------------------------------------------------
+# Each body as CuPy's kernel holds it, compiled for the host in the precision CuPy compiles it in: double
+# for float64, float for float32 and for float16 (whose kernels compute in float; the one rounding of the
+# result to float16 is NumPy's, round to nearest even as CUDA's __float2half_rn). Run twice: IEEE, and with
+# subnormals flushed (the MXCSR bits FTZ and DAZ, on x86), as ``-ftz=true`` does on the GPU for float. The
+# host's libm stands in for CUDA's (both are within 1-2 ulps for exp, tanh, log1p, expm1).
+_HOST_DTYPES = (("float64", "double"), ("float32", "float"), ("float16", "float"))
+_HOST_MAIN = """
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define DXP_FLUSH() _mm_setcsr(_mm_getcsr() | 0x8040)
+#else
+#define DXP_FLUSH() (void)0
+#endif
+template <class F> static void run(FILE* in, FILE* out, long n, F f) {
+    std::vector<double> a(n), c(n), r(n);
+    if (fread(a.data(), 8, n, in) != (size_t)n || fread(c.data(), 8, n, in) != (size_t)n) exit(3);
+    for (long j = 0; j < n; ++j) r[j] = f(a[j], c[j]);
+    fwrite(r.data(), 8, n, out);
+}
+"""
+
+
+def _host_cases():
+    """``[(name, kind, dtype, C type, a, c, check)]``: each body on its dtype's grid, with what checks it."""
+    cases = []
+    for name, (_, backward) in _fused.CUDA_BODIES.items():
+        act = ACTIVATIONS[name]
+        for dtype, ctype in _HOST_DTYPES:
+            z = R.grid(dtype)
+            ones = np.ones_like(z)
+            cases.append((name, "forward", dtype, ctype, z, np.zeros_like(z), ("z", 0)))
+            if backward is not None and act.saves == "input":
+                cases.append((name, "backward", dtype, ctype, ones, z, ("z", 1)))
+            elif backward is not None and dtype != "float16":  # float16 layers cache z (backward_input)
+                y = R.reference(name, dtype, 0)[0].astype(dtype).astype(np.float64)
+                cases.append((name, "backward", dtype, ctype, ones, y, ("y", y)))
+            if name in _fused.CUDA_BACKWARD_FROM_INPUT:
+                cases.append((name, "backward_input", dtype, ctype, ones, z, ("z", 1)))
+    return cases
+
+
+def _host_program(cases):
+    parts = [
+        "#include <cmath>",
+        "#include <cstdio>",
+        "#include <cstdlib>",
+        "#include <vector>",
+        "using namespace std;",
+    ]
+    parts.append(_HOST_MAIN)
+    main = [
+        "int main(int argc, char** argv) {",
+        "if (argc > 3) DXP_FLUSH();",
+        'FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");',
+    ]
+    for i, (name, kind, _, ctype, a, _c, _) in enumerate(cases):
+        params, out, op, preamble = _fused.kernel_spec(name, kind, double=ctype == "double")
+        parts.append(
+            f"namespace k{i} {{ typedef {ctype} T; {preamble}\n"
+            f"static void body({params}, {out.replace('T ', 'T& ')}) {{ {op} }} }}"
+        )
+        main.append(
+            f"run(in, out, {a.size}L, [](double a, double c) {{ {ctype} r;"
+            f" k{i}::body(({ctype})a, ({ctype})c, r); return (double)r; }});"
+        )
+    return "\n".join([*parts, *main, "fclose(out); return 0; }"])
+
+
+def test_cuda_bodies_are_within_a_few_ulps_on_the_host(tmp_path):
+    """Every CUDA body that a layer launches, at every test point of its dtype's grid (all of float16's),
+    within the bounds of tests/activation_reference.py: forward and the derivatives in z; the derivatives
+    from a saved output (float32, float64) within a few ulps of the exact derivative at that output."""
+    cxx = shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to evaluate the CUDA bodies on the host")
+    if not R.EXTENDED:
+        pytest.skip("long double is float64 here: no reference exact enough for float64")
+    cases = _host_cases()
+    source = tmp_path / "accuracy.cpp"
+    source.write_text(_host_program(cases))
+    exe = tmp_path / "accuracy"
+    build = subprocess.run(
+        [cxx, "-O1", "-std=c++17", "-o", str(exe), str(source)], capture_output=True, text=True, check=False
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    inputs = tmp_path / "in.bin"
+    inputs.write_bytes(b"".join(np.concatenate([a, c]).astype("<f8").tobytes() for *_, a, c, _ in cases))
+    for flush in (False, True):
+        outputs = tmp_path / "out.bin"
+        subprocess.run(
+            [str(exe), str(inputs), str(outputs), *(["flush"] if flush else [])], check=True, timeout=120
+        )
+        got = np.fromfile(outputs, dtype="<f8")
+        assert got.size == sum(a.size for *_, a, _c, _ in cases)
+        offset = 0
+        for name, kind, dtype, ctype, a, _c, (what, arg) in cases:
+            r, offset = got[offset : offset + a.size], offset + a.size
+            if flush and ctype == "double":  # -ftz=true flushes float alone
+                continue
+            r = r.astype(dtype).astype(np.float64)  # the kernel's (T)r
+            label = f"CUDA {kind} body ({ctype}{', flushed' if flush else ''}): "
+            if what == "z":
+                R.check(r, name, dtype, arg, flushes=flush, what=label)
+            else:
+                exact, bound = R.from_output_bound(name, arg, dtype)
+                R.assert_within(
+                    r, exact, bound, R.grid(dtype), dtype, f"{label}{name} derivative from the output"
+                )

@@ -206,6 +206,39 @@ def test_float16_compute_against_a_float64_reference(backend, activation):
     np.testing.assert_array_equal(host(layer.W), W32.astype(np.float32) - step)
 
 
+# z, activation, act(z), act'(z): float64 values, each a few ulps from float16's and bfloat16's nearest
+REPORTED = [
+    (-12.0, "sigmoid", 6.144174602214718e-06, 6.1441368513331755e-06),  # was 4.5e-5 (a clip at -10) and 0
+    (10.0, "sigmoid", 0.9999546021312976, 4.5395807735951673e-05),  # sigmoid'(10) was y (1 - y) = 0
+    (-6.0, "tanh", -0.9999877116507956, 2.4576547405332702e-05),  # tanh'(-6) was 1 - y*y = 0
+    (-800.0, "silu", -0.0, -0.0),  # was -0.036: z * sigmoid(-10)
+    (-1000.0, "gelu", -0.0, 0.0),  # gelu' was NaN: z*z*z overflowed, inf * 0
+    (1000.0, "gelu", 1000.0, 1.0),
+    (-20.0, "softplus", 2.061153620314381e-09, 2.0611536181902037e-09),  # float16: both underflow
+]
+
+
+@pytest.mark.parametrize("compute", ["float16", "bfloat16"])
+def test_the_reported_16_bit_activation_values(backend, compute):
+    """param_dtype="float32", compute_dtype="float16" (or bfloat16): the values the bug report gave, and
+    their neighbours, through a layer with W = 1 and b = 0 (its output act(z), its d_input act'(z))."""
+    xp, device = backend
+    if getattr(xp, compute, None) is None:
+        pytest.skip(f"{_backend.namespace_name(xp)} has no {compute} (refusal tested above)")
+    eps = float(xp.finfo(getattr(xp, compute)).eps)
+    for z, activation, value, slope in REPORTED:
+        layer = DenseLayer(
+            1, 1, activation, init="zeros", param_dtype="float32", compute_dtype=compute, device=device, xp=xp
+        )
+        with _backend.on_device(layer.device):
+            layer.W = layer.W + 1.0
+        y = host(layer.forward([[z]]))
+        d_input = host(layer.backward([[1.0]], lr=None))
+        # 2**-24: float16's smallest subnormal, where a value underflows
+        np.testing.assert_allclose(y, [[value]], rtol=eps, atol=2.0**-24, err_msg=f"{activation}({z})")
+        np.testing.assert_allclose(d_input, [[slope]], rtol=eps, atol=2.0**-24, err_msg=f"{activation}'({z})")
+
+
 def test_forward_casts_inputs_and_keeps_parameters(float64_backend):
     xp, device = float64_backend
     layer = _layer(xp, device, param_dtype="float64", compute_dtype="float32")

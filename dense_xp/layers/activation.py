@@ -51,7 +51,7 @@ class Activation(Layer):
             self._saved = y
             return y
         y = self._act.forward(X, xp=xp)
-        self._saved = X if self._act.saves == "input" else y
+        self._saved = X if self._plan.saves == "input" else y
         return y
 
     @_backend.runs_on_device
@@ -61,7 +61,7 @@ class Activation(Layer):
         xp, saved = self.xp, self._saved
         if self._act is None:
             return saved * (d_out - xp.sum(d_out * saved, axis=1, keepdims=True))
-        return self._act.backward(d_out, saved, xp=xp)
+        return self._plan.backward(d_out, saved, xp=xp)
 
     def get_config(self) -> dict[str, Any]:
         """The activation's name, and the width once built."""
@@ -69,3 +69,5 @@ class Activation(Layer):
 
     def _settle(self) -> None:
         self._saved = None
+        if self._act is not None:  # 16-bit compute keeps the input: a derivative from the output loses it
+            self._plan = self._act.backward_for(self._compute_dtype)

@@ -151,7 +151,7 @@ class DenseLayer(Layer):
             z = z if b is None else self._add_(z, b)
             y = self._act.forward(z, xp=self.xp)
             self._check_act(y, z.shape, "forward")
-        self._cache = (X, z if self._act.saves == "input" else y, W)  # W: in compute_dtype, for backward
+        self._cache = (X, z if self._plan.saves == "input" else y, W)  # W: in compute_dtype, for backward
         return y
 
     @_backend.runs_on_device
@@ -193,7 +193,7 @@ class DenseLayer(Layer):
         ops = self._fused
         dz = ops and ops.backward(d_out, saved, self.activation)
         if dz is None:
-            dz = self._act.backward(d_out, saved, xp=self.xp)
+            dz = self._plan.backward(d_out, saved, xp=self.xp)
             self._check_act(dz, d_out.shape, "backward")
         dW = self._weight_grad(X, dz)
         d_input = self._matmul(dz, W.T) if input_grad else None
@@ -227,6 +227,7 @@ class DenseLayer(Layer):
         else:  # the arrays' own dtype object compares fastest in the input checks
             self._compute_dtype = self.W.dtype
         self._matmul = _backend.matmul(self.xp, self._compute_dtype)
+        self._plan = self._act.backward_for(self._compute_dtype)  # what to cache, which derivative
 
     def _check_act(self, out: Any, shape: tuple[int, ...], direction: str) -> None:
         if tuple(out.shape) != tuple(shape):
