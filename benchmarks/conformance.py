@@ -24,7 +24,10 @@ Every check runs on a small problem against a NumPy float64 reference:
 - mixed float16, mixed bfloat16: float32 parameters computing in the 16-bit
   dtype: the output is in it and matches the reference within 64 of its
   epsilons, and ``fit`` lowers the loss with the parameters (and, for float16,
-  dynamic loss scaling: ``loss_scale`` in the history) kept in float32.
+  dynamic loss scaling: ``loss_scale`` in the history) kept in float32;
+- Activation, Dropout, LayerNorm, BatchNorm and a user-written layer
+  (:mod:`._conformance_layers`): each between two dense layers, its
+  gradients, ``fit``, a checkpoint and a pickle.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ import numpy as np
 import dense_xp
 from dense_xp import DenseLayer, Sequential
 from dense_xp.testing import Backend, backends, check_gradients
+
+from ._conformance_layers import LAYER_CHECKS
 
 __all__ = ["FEATURES", "main", "run"]
 
@@ -213,6 +218,7 @@ CHECKS: dict[str, Callable[[Backend], None]] = {
     "pickle": check_pickle,
 } | {dtype: (lambda b, dtype=dtype: check_dtype(b, dtype)) for dtype in DTYPES}
 CHECKS |= {f"mixed {c}": (lambda b, c=c: check_mixed(b, c)) for c in ("float16", "bfloat16")}
+CHECKS |= LAYER_CHECKS
 
 
 def _dask() -> list[Backend]:

@@ -363,3 +363,97 @@ def test_fuzzed_checkpoint_loads_equal_or_is_refused(saved, tmp_path_factory, ch
         assert str(path) in str(outcome)
     else:
         _assert_equal_to_original(outcome)
+
+
+# -- manifests of the other layer classes -------------------------------------------------
+def _norm_file(tmp_path):
+    from dense_xp import BatchNorm, Dense, Dropout
+
+    model = Sequential([Dense(4, seed=0, input_size=3), BatchNorm(), Dropout(0.5, seed=1), Dense(2, seed=2)])
+    path = tmp_path / "norm.npz"
+    model.save(path)
+    return [_stored(name, data) for name, data in _members(path)]
+
+
+def _with_manifest(members, change):
+    """``members`` with the manifest as ``change(manifest dict)`` made it."""
+    import json
+
+    (entry,) = [m for m in members if m[0] == "manifest.npy"]
+    buf = io.BytesIO(entry[4])
+    raw = np.lib.format.read_array(buf, allow_pickle=False).tobytes()
+    manifest = json.loads(raw)
+    change(manifest)
+    out = io.BytesIO()
+    np.save(out, np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
+    return _replace(members, "manifest.npy", _stored("manifest.npy", out.getvalue()))
+
+
+def _set(key, value, layer=1):
+    def change(manifest):
+        manifest["layers"][layer][key] = value
+
+    return change
+
+
+def _bigger_state(manifest):
+    entry = manifest["layers"][1]
+    entry["input_size"] = entry["config"]["features"] = 10**9
+    for name in ("gamma", "beta", "running_mean", "running_var"):
+        entry["arrays"][name]["shape"] = [1, 10**9]
+    manifest["layers"][0]["config"]["units"] = 10**9
+
+
+NEW_LAYERS = {
+    "state shape against the config": (
+        lambda m: _with_manifest(m, lambda d: d["layers"][1]["arrays"]["running_mean"].update(shape=[1, 9])),
+        r"shape \[1, 9\] of 'layers.1.running_mean' contradicts the config: it declares gamma \(1, 4\)",
+    ),
+    "state left out": (
+        lambda m: _with_manifest(m, lambda d: d["layers"][1]["arrays"].pop("running_var")),
+        r"layer 1 manifest lists arrays \['beta', 'gamma', 'running_mean'\], its config needs",
+    ),
+    "arrays for a layer without any": (
+        lambda m: _with_manifest(
+            m, lambda d: d["layers"][2]["arrays"].update(W={"shape": [4, 4], "dtype": "<f8"})
+        ),
+        r"layer 2 manifest lists arrays \['W'\], its config needs \[\]",
+    ),
+    "an unregistered class": (
+        lambda m: _with_manifest(m, _set("class", "Conv2D")),
+        r"layer 1 has an invalid config: layer class 'Conv2D' is not registered in this process",
+    ),
+    "a class that is not a string": (
+        lambda m: _with_manifest(m, _set("class", ["BatchNorm"])),
+        r"layer 1 class must be a string, got \['BatchNorm'\]",
+    ),
+    "a config key of placement": (
+        lambda m: _with_manifest(m, lambda d: d["layers"][1]["config"].update(device="cuda")),
+        r"layer 1 has an invalid config: it names \['device'\], which the manifest gives apart",
+    ),
+    "a bad config value": (
+        lambda m: _with_manifest(m, lambda d: d["layers"][2]["config"].update(rate=2.0)),
+        r"layer 2 has an invalid config: `rate` must be a number in \[0, 1\)",
+    ),
+    "an entry width against the config's": (
+        lambda m: _with_manifest(m, _set("input_size", 5)),
+        r"layer 1 config takes 4 inputs but its entry says 5",
+    ),
+    "a model of 10**9 features with small members": (
+        lambda m: _with_manifest(m, _bigger_state),
+        r"manifest shape \[3, 4\] of 'layers.0.W' contradicts the config: it declares W \(3, 1000000000\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NEW_LAYERS))
+def test_manifests_of_other_layer_classes_are_checked_before_any_data(tmp_path, case):
+    build, match = NEW_LAYERS[case]
+    members = _norm_file(tmp_path)
+    path = tmp_path / "hostile.npz"
+    path.write_bytes(_zip(build(members)))
+    peak, exc = _peak(lambda: load(path, "cpu"))
+    assert isinstance(exc, CheckpointError), repr(exc)
+    assert peak < PEAK_LIMIT, f"refusing {case!r} peaked at {peak / 2**20:.1f} MiB"
+    with pytest.raises(CheckpointError, match=match):
+        load(path, "cpu")

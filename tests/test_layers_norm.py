@@ -152,3 +152,32 @@ def test_fit_updates_the_running_statistics_and_checkpoints_keep_them(backend, t
     assert [type(layer) for layer in back.layers] == [Dense, BatchNorm, LayerNorm, Dense]
     np.testing.assert_array_equal(host(back.layers[1].running_mean), stats)
     np.testing.assert_allclose(host(back.predict(X)), host(model.predict(X)), rtol=close(dtype))
+
+
+@pytest.mark.slow
+def test_on_digits_dropout_and_batchnorm_train_as_well_as_the_plain_mlp():
+    """The main job's data: a 64-256-256-10 MLP with BatchNorm and Dropout, against the same MLP without."""
+    pytest.importorskip("sklearn", reason="the demo extra is not installed")
+    from dense_xp import Dropout
+    from dense_xp.demo import load_digits_split
+
+    X_train, X_test, y_train, y_test = load_digits_split(0)
+
+    def accuracy(regularized):
+        layers = []
+        for i in range(2):
+            layers.append(Dense(256, "relu", seed=i, init="he_normal", dtype="float32"))
+            layers += (
+                [BatchNorm(dtype="float32"), Dropout(0.2, seed=10 + i, dtype="float32")]
+                if regularized
+                else []
+            )
+        model = Sequential([*layers, Dense(10, seed=2, init="glorot_uniform", dtype="float32")])
+        model.fit(
+            X_train, y_train, loss="softmax_cross_entropy", epochs=20, batch_size=32, seed=0, progress=False
+        )
+        return model.evaluate(X_test, y_test, loss="softmax_cross_entropy")["accuracy"]
+
+    plain, regularized = accuracy(False), accuracy(True)
+    assert plain >= 0.97
+    assert regularized >= plain - 0.01  # within 4 of the 450 test images; a mean over seeds is in benchmarks
