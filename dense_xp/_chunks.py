@@ -216,8 +216,10 @@ def validate_chunk(payload: Payload, y: Any, n_outputs: int) -> None:
         validate(y, n_outputs)
 
 
-def evaluate_chunk(payload: Payload, X: Any, y: Any, block: int) -> tuple[float, float, int]:
-    """``(summed loss, number of hits, rows)`` of one chunk."""
+def evaluate_chunk(
+    payload: Payload, X: Any, y: Any, block: int, weights: Any = None
+) -> tuple[float, float, int]:
+    """``(summed loss, number of hits, rows)`` of one chunk; ``weights`` weigh each row's loss."""
     if X.shape[0] != y.shape[0]:
         msg = f"`y` chunk {block} has {y.shape[0]} rows but the chunk of `X` has {X.shape[0]}"
         raise ValueError(msg)
@@ -228,11 +230,12 @@ def evaluate_chunk(payload: Payload, X: Any, y: Any, block: int) -> tuple[float,
     with _backend.float_errors_ignored():
         out = model.forward(X)
         n = out.shape[0]
-        return float(payload.loss(out, y)[0]) * n, float(accuracy(out, y)) * n, n
+        value = payload.loss(out, y) if weights is None else payload.loss(out, y, sample_weight=weights)
+        return float(value[0]) * n, float(accuracy(out, y)) * n, n
 
 
 def gradient_chunk(
-    payload: Payload, X: Any, y: Any, index: Any, position: tuple[int, int] = (0, 0)
+    payload: Payload, X: Any, y: Any, index: Any, position: tuple[int, int] = (0, 0), weights: Any = None
 ) -> tuple[Any, float, float, int]:
     """``(summed gradient, summed loss, number of hits, rows)`` of ``X[index]``, ``y[index]``.
 
@@ -240,7 +243,8 @@ def gradient_chunk(
     without an update) times the rows, flattened in
     :meth:`Sequential.parameters` order. ``position`` is ``(training step,
     the chunk's first global row)``: random layers see the global rows of
-    the data, as in memory.
+    the data, as in memory. ``weights`` (the chunk's row weights) weigh each
+    row's loss and gradient.
     """
     step, first = position
     rows = _global_rows(index, first, X.shape[0])
@@ -249,7 +253,8 @@ def gradient_chunk(
     xp = model.xp
     with _backend.float_errors_ignored(), training_batch(step, rows):
         out = model.forward(X, training=True)
-        value, grad = payload.loss(out, y)
+        w = None if weights is None else _rows(weights, index)
+        value, grad = payload.loss(out, y) if w is None else payload.loss(out, y, sample_weight=w)
         n = out.shape[0]
         model.backward(grad, input_grad=False)
         flat = xp.concat(

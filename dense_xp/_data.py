@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import array_api_compat
+
 from . import _backend
 from .losses import accuracy
 
-__all__ = ["batches", "check_pair", "evaluate_sums", "widen"]
+__all__ = ["batches", "check_pair", "check_weights", "evaluate_sums", "widen"]
 
 
 def check_pair(
@@ -57,6 +59,19 @@ def check_pair(
     return X, y
 
 
+def check_weights(model: Any, weights: Any, n: int, name: str = "sample_weight") -> Any:
+    """``weights`` as a ``(n,)`` array of real numbers, finite and >= 0 (host data stays on the host)."""
+    w = _backend.as_dataset(weights, name=name, xp=model.xp, device=model.device, check_finite=True)
+    if tuple(w.shape) != (n,):
+        msg = f"`{name}` must have shape ({n},), one weight per row, got {tuple(w.shape)}"
+        raise ValueError(msg)
+    low = float(_backend.to_numpy(array_api_compat.array_namespace(w).min(w)))
+    if low < 0:
+        msg = f"`{name}` must hold weights >= 0, got a smallest weight of {low}"
+        raise ValueError(msg)
+    return w
+
+
 def batches(n: int, batch_size: int, order: Any = None) -> Iterator[Any]:
     """The row index of each batch: slices of ``range(n)``, or pieces of the host array ``order``."""
     for start in range(0, n, batch_size):
@@ -69,13 +84,21 @@ def widen(model: Any, out: Any) -> Any:
     return out if out.dtype == model.param_dtype else model.xp.astype(out, model.param_dtype)
 
 
-def evaluate_sums(model: Any, X: Any, y: Any, *, loss: Any, batch_size: int) -> dict[str, float]:
-    """Mean loss and accuracy over checked ``(X, y)``, in inference mode, batch by batch."""
+def evaluate_sums(
+    model: Any, X: Any, y: Any, *, loss: Any, batch_size: int, sample_weight: Any = None
+) -> dict[str, float]:
+    """Mean loss and accuracy over checked ``(X, y)``, in inference mode, batch by batch.
+
+    ``sample_weight`` (checked, shape ``(n,)``) weighs each row's loss (the
+    mean of ``w_i * l_i``, as Keras); the accuracy is not weighted.
+    """
     xp, device, n = model.xp, model.device, X.shape[0]
     total_loss, total_acc = xp.zeros((), dtype=model.param_dtype, device=device), 0.0
     rows = batches(n, batch_size)
-    for Xb, yb in _backend.device_batches((X, y), rows, xp=xp, device=device):
+    arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+    for Xb, yb, *wb in _backend.device_batches(arrays, rows, xp=xp, device=device):
         out = widen(model, model.forward(Xb))
-        total_loss = total_loss + loss(out, yb)[0] * out.shape[0]
+        value = loss(out, yb)[0] if not wb else loss(out, yb, sample_weight=wb[0])[0]
+        total_loss = total_loss + value * out.shape[0]
         total_acc = total_acc + accuracy(out, yb) * out.shape[0]
     return {"loss": float(total_loss) / n, "accuracy": float(total_acc) / n}

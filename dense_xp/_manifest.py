@@ -29,7 +29,7 @@ BITS = {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}
 ITEMSIZES = {"<f2": 2, "<f4": 4, "<f8": 8}
 MAX_BYTES = 2**20  # of manifest JSON; about 4000 layers
 PLACEMENT = ("dtype", "param_dtype", "compute_dtype", "device", "xp")
-_TOP_KEYS = {"format", "format_version", "kind", "dense_xp_version", "layers"}
+_TOP_KEYS = {"format", "format_version", "kind", "dense_xp_version", "layers", "optimizer"}
 _ENTRY_KEYS = {1: {"config", "dtype", "arrays"}, 2: {"class", "config", "input_size", "dtype", "arrays"}}
 
 
@@ -46,17 +46,19 @@ class Spec(NamedTuple):
     arrays: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype code)
 
 
-def encode(kind: str, entries: list[dict[str, Any]]) -> bytes:
-    """The manifest of ``entries`` (one per layer) as UTF-8 JSON."""
+def encode(kind: str, entries: list[dict[str, Any]], *, optimizer: dict[str, Any] | None = None) -> bytes:
+    """The manifest of ``entries`` (one per layer), and of an optimizer's state, as UTF-8 JSON."""
     from . import __version__
 
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "kind": kind,
         "dense_xp_version": __version__,
         "layers": entries,
     }
+    if optimizer is not None:
+        manifest["optimizer"] = optimizer
     return json.dumps(manifest, sort_keys=True, allow_nan=False).encode("utf-8")
 
 
@@ -110,6 +112,74 @@ def parse(raw: bytes) -> dict[str, Any]:
             f"a {manifest['kind']} checkpoint must describe 1 layer, this one describes {len(layers)}"
         )
     return manifest
+
+
+def optimizer_entry(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest's ``optimizer`` entry for :meth:`Optimizer.state_dict`, and its arrays by member key.
+
+    The entry is the state dict without its arrays, plus ``arrays``: the
+    shape and dtype code of each, under ``optimizer.<position>.<name>``.
+    """
+    described = {k: v for k, v in state_dict.items() if k != "state"}
+    arrays, listed = {}, {}
+    for i, named in enumerate(state_dict["state"]):
+        for name, host in named.items():
+            key = f"optimizer.{i}.{name}"
+            arrays[key] = host
+            listed[key] = {
+                "shape": [int(n) for n in host.shape],
+                "dtype": CODES[_checks.dtype_name(host.dtype)],
+            }
+    described["arrays"] = listed
+    return described, arrays
+
+
+def optimizer_arrays(manifest: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The (shape, dtype code) of each optimizer array the file must hold (none without an optimizer)."""
+    entry = manifest.get("optimizer")
+    if entry is None:
+        return {}
+    listed = entry.get("arrays") if isinstance(entry, dict) else None
+    if not isinstance(listed, dict):
+        raise Invalid("its manifest 'optimizer' must be an object with 'arrays'")
+    arrays = {}
+    for key, spec in listed.items():
+        parts = key.split(".") if isinstance(key, str) else []
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        ok_shape = isinstance(shape, list) and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        )
+        if (
+            len(parts) != 3
+            or parts[0] != "optimizer"
+            or not parts[1].isdigit()
+            or not parts[2].isidentifier()
+        ):
+            raise Invalid(f"its manifest names an optimizer array {key!r}, not 'optimizer.<position>.<name>'")
+        if (
+            not ok_shape
+            or not isinstance(spec, dict)
+            or spec.get("dtype") not in ITEMSIZES
+            or set(spec) != {"shape", "dtype"}
+        ):
+            raise Invalid(
+                f"manifest entry of optimizer array {key!r} must be an object with a shape and a dtype"
+            )
+        arrays[key] = (tuple(shape or ()), spec["dtype"])
+    return arrays
+
+
+def optimizer_state(manifest: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
+    """The state dict :meth:`Optimizer.load_state_dict` takes, from the manifest's entry and its arrays."""
+    described = {k: v for k, v in manifest["optimizer"].items() if k != "arrays"}
+    positions = len(described.get("params") or [])
+    state: list[dict[str, Any]] = [{} for _ in range(positions)]
+    for key, host in arrays.items():
+        _, position, name = key.split(".")
+        if int(position) >= positions:
+            raise Invalid(f"optimizer array {key!r} is for position {position}, of {positions} parameters")
+        state[int(position)][name] = host
+    return {**described, "state": state}
 
 
 def compute_dtype(entry: dict[str, Any]) -> str:

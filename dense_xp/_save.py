@@ -78,7 +78,7 @@ def _write_atomic(name: str, arrays: dict[str, Any]) -> None:
                 os.close(fd)
 
 
-def save(obj: Any, path: str | os.PathLike[str]) -> None:
+def save(obj: Any, path: str | os.PathLike[str], *, optimizer: Any = None) -> None:
     """Write ``obj`` (a layer or a Sequential) to the checkpoint file ``path``.
 
     Parameters
@@ -88,6 +88,10 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         compute) and arrays (parameters and state) are saved; gradients,
         optimizer state and the device are not. Every layer must be built
         and of a registered class.
+    optimizer : Optimizer, optional
+        Also saved: its state arrays, step and epoch counts, hyperparameters,
+        schedule position and loss scale (:meth:`Optimizer.state_dict`), so
+        that ``load(path, optimizer=...)`` resumes training where it stopped.
     path : str or os.PathLike
         The file to write, whose name ends in ``.npz``: a name that does not
         is refused, as Keras refuses a ``.keras`` path of another extension
@@ -120,7 +124,11 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         entries.append(_manifest.entry(layer))
         for key, value in layer.arrays().items():
             arrays[f"layers.{i}.{key}"] = _backend.to_numpy(value)
-    raw = _manifest.encode(kind, entries)
+    described = None
+    if optimizer is not None:
+        described, state = _manifest.optimizer_entry(optimizer.state_dict())
+        arrays |= state
+    raw = _manifest.encode(kind, entries, optimizer=described)
     if len(raw) > _manifest.MAX_BYTES:
         msg = f"`obj` has {len(layers)} layers: its manifest would take {len(raw)} bytes, more than the"
         msg += f" {_manifest.MAX_BYTES} a checkpoint may hold"

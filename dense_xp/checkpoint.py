@@ -136,8 +136,9 @@ def _declare(class_name: str, config: dict[str, Any], input_size: int | None) ->
     return layer
 
 
-def _read(name: str) -> tuple[dict[str, Any], list[_manifest.Spec], list[dict[str, Any]]]:
-    """The manifest of checkpoint ``name``, its layers' specs and, per layer, its host arrays by name."""
+def _read(name: str, with_optimizer: bool = False) -> tuple[dict[str, Any], list[_manifest.Spec], list[Any]]:
+    """The manifest of checkpoint ``name``, its layers' specs and, per layer, its host arrays by name;
+    with ``with_optimizer``, the optimizer's arrays by member key after them."""
     with _open(name) as file:
         head = file.read(4)
         if not head:
@@ -148,15 +149,23 @@ def _read(name: str) -> tuple[dict[str, Any], list[_manifest.Spec], list[dict[st
             npz = _npz.NpzReader(file)
             manifest = _read_manifest(npz)
             specs = _manifest.layer_specs(manifest, _declare)
+            optimizer = _manifest.optimizer_arrays(manifest)
             _check_members(
-                npz, {f"layers.{i}.{k}": spec for i, s in enumerate(specs) for k, spec in s.arrays.items()}
+                npz,
+                {f"layers.{i}.{k}": spec for i, s in enumerate(specs) for k, spec in s.arrays.items()}
+                | optimizer,
             )
-            arrays = []
+            arrays: list[Any] = []
             for i, spec in enumerate(specs):
                 rule = _manifest.rule({k: shape for k, (shape, _) in spec.arrays.items()})
                 arrays.append(
                     {k: _read_array(npz, f"layers.{i}.{k}", *a, rule) for k, a in spec.arrays.items()}
                 )
+            if with_optimizer:
+                if "optimizer" not in manifest:
+                    raise _manifest.Invalid("it holds no optimizer state (saved without `optimizer=`)")
+                rule = "as the manifest's optimizer entry lists it"
+                arrays.append({k: _read_array(npz, k, *a, rule) for k, a in optimizer.items()})
         except (_npz.NpzError, _manifest.Invalid) as exc:
             raise _error(name, str(exc)) from None
     return manifest, specs, arrays
@@ -170,6 +179,7 @@ def load(
     dtype: Any = None,
     param_dtype: Any = None,
     compute_dtype: Any = None,
+    optimizer: Any = None,
 ) -> Layer | Sequential:
     """Rebuild the layer or Sequential saved at ``path`` on ``device`` (of ``xp``).
 
@@ -186,6 +196,11 @@ def load(
         Any array API namespace.
     dtype, param_dtype, compute_dtype : str or dtype object, optional
         Other dtypes than the saved ones, as for :meth:`DenseLayer.to`.
+    optimizer : Optimizer, optional
+        An optimizer of the saved class, given the saved state (its arrays on
+        the loaded parameters' device), step and epoch counts,
+        hyperparameters, schedule position and loss scale
+        (:meth:`Optimizer.load_state_dict`): training resumes exactly.
 
     Returns
     -------
@@ -209,7 +224,8 @@ def load(
     """
     xp, device = _backend.resolve_device(device, xp=xp)
     name = path_name(path)
-    manifest, specs, arrays = _read(name)
+    manifest, specs, arrays = _read(name, with_optimizer=optimizer is not None)
+    optimizer_arrays = arrays.pop() if optimizer is not None else None
     entries = manifest["layers"]
     keep = (entries[0]["dtype"], _manifest.compute_dtype(entries[0]))
     param, compute = _checks.dtype_policy(
@@ -225,7 +241,14 @@ def load(
         except (TypeError, ValueError) as exc:
             raise _error(name, f"layer {i} has an invalid config: {exc}") from None
         layers.append(layer)
-    if manifest["kind"] in _manifest.SINGLE:
-        single: Layer = layers[0]
-        return single
-    return Sequential(layers)
+    loaded: Layer | Sequential = layers[0] if manifest["kind"] in _manifest.SINGLE else Sequential(layers)
+    if optimizer is not None:
+        try:
+            state = _manifest.optimizer_state(manifest, optimizer_arrays or {})
+            optimizer.load_state_dict(
+                state,
+                loaded.parameters() if isinstance(loaded, Sequential) else list(loaded.parameters().values()),
+            )
+        except (_manifest.Invalid, TypeError, ValueError) as exc:
+            raise _error(name, f"its optimizer state does not load: {exc}") from None
+    return loaded

@@ -148,11 +148,13 @@ def predict(model: Any, X: Any, batch_size: int | None = None) -> Any:
 
 
 def evaluate(
-    model: Any, X: Any, y: Any, *, loss: Any, metrics: Any = ("accuracy",), batch_size: int = 1024
-) -> dict[str, float]:
+    model: Any, X: Any, y: Any, *, loss: Any, metrics: Any = ("accuracy",), batch_size: int = 1024,
+    sample_weight: Any = None,
+) -> dict[str, float]:  # fmt: skip
     """Mean ``loss`` and each metric over Dask arrays ``X`` and ``y``, summed per chunk by Dask.
 
-    ``y`` has the row chunks of ``X``; ``batch_size`` is checked but unused.
+    ``y`` has the row chunks of ``X``, and ``sample_weight`` (a Dask array of
+    shape ``(n,)``), if given, too; ``batch_size`` is checked but unused.
     Returns ``{"loss": ..., "accuracy": ...}`` as in-memory ``evaluate``.
     """
     dask = dask_module()
@@ -163,15 +165,23 @@ def evaluate(
         raise ValueError(msg)
     _checks.check_int(batch_size, "batch_size")
     X, y = check_pair(model, X, y)
-    scores = _evaluate(dask, model, X, y, loss)
+    if sample_weight is not None:
+        if not is_dask(sample_weight) or tuple(sample_weight.shape) != (X.shape[0],):
+            got = f"{type(sample_weight).__name__} of shape {tuple(getattr(sample_weight, 'shape', ()))}"
+            msg = f"`sample_weight` must be a Dask array of shape ({X.shape[0]},) with the row chunks of `X`"
+            raise ValueError(f"{msg}, got {got}")
+        sample_weight = sample_weight.rechunk({0: X.chunks[0]})
+    scores = _evaluate(dask, model, (X, y, sample_weight), loss)
     return {"loss": scores["loss"], **{m: scores[m] for m in metrics}}
 
 
-def _evaluate(dask: Any, model: Any, X: Any, y: Any, loss: Any) -> dict[str, float]:
+def _evaluate(dask: Any, model: Any, arrays: tuple[Any, Any, Any], loss: Any) -> dict[str, float]:
+    X, y, weights = arrays
     name = f"dense-xp-evaluate-{uuid.uuid4().hex}"
     payload, task = _dask_graphs.send(dask, model, loss), dask.delayed(_chunks.evaluate_chunk, pure=True)
     pairs = zip(*_dask_graphs.blocks(X, y), strict=True)
-    parts = [task(payload, xb, yb, i, dask_key_name=f"{name}-{i}") for i, (xb, yb) in enumerate(pairs)]
+    w = [None] * len(X.chunks[0]) if weights is None else _dask_graphs.blocks(weights)[0]
+    parts = [task(payload, xb, yb, i, w[i], dask_key_name=f"{name}-{i}") for i, (xb, yb) in enumerate(pairs)]
     total_loss, total_hits, n = dask.compute(_dask_graphs.tree(dask, parts, name))[0]
     if n == 0:
         msg = f"`X` must have at least one row, got shape {tuple(X.shape)}"

@@ -113,16 +113,35 @@ class Loss:
 
     name = "loss"
 
-    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def __call__(self, y_pred: Any, y_true: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         """Mean loss (0-d array) and per-sample gradient ``(n, k)`` of ``y_pred`` against ``y_true``.
 
-        Computed on ``y_pred``'s device (made current for libraries that have one, such as CuPy).
+        With ``sample_weight`` (shape ``(n,)``), the mean of the weighted row
+        losses, ``mean(w_i * l_i)`` (Keras's default reduction), and each row's
+        gradient times its weight. Computed on ``y_pred``'s device (made
+        current for libraries that have one, such as CuPy).
         """
         with _backend.on_device(_device(y_pred)):
-            return self._compute(y_pred, y_true)
+            if sample_weight is None:
+                return self._compute(y_pred, y_true)
+            return self._weighted(y_pred, y_true, sample_weight)
 
     def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         raise NotImplementedError
+
+    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+        """The loss of each row, shape ``(n,)``: ``value`` is their mean."""
+        raise NotImplementedError
+
+    def _weighted(self, y_pred: Any, y_true: Any, sample_weight: Any) -> tuple[Any, Any]:
+        """``mean(w * l_i)`` (Keras's "sum_over_batch_size") and the per-sample gradient times ``w``."""
+        xp, dev = array_api_compat.array_namespace(y_pred), array_api_compat.device(y_pred)
+        w = _backend.as_input(sample_weight, name="sample_weight", xp=xp, device=dev, dtype=y_pred.dtype)
+        if tuple(w.shape) != (y_pred.shape[0],):
+            msg = f"`sample_weight` must have shape ({y_pred.shape[0]},), one weight per row, got {_shape(w)}"
+            raise ValueError(msg)
+        _, grad = self._compute(y_pred, y_true)
+        return xp.mean(self._rows(y_pred, y_true) * w), grad * w[:, None]
 
     def validate(self, y_true: Any, n_outputs: int, *, n_samples: int | None = None) -> None:
         """Check targets ``y`` once, values included, for a model with ``n_outputs`` outputs.
@@ -208,6 +227,11 @@ class MeanSquaredError(Loss):
             return value, diff
         return value, diff * scale
 
+    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y_true = _prepare(y_pred, y_true, cast=True)
+        diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
+        return xp.mean(diff * diff, axis=1)
+
 
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy from logits, as ``torch.nn.BCEWithLogitsLoss()``.
@@ -234,6 +258,12 @@ class BinaryCrossEntropy(Loss):
             return value, grad
         grad = grad - t
         return value, grad if k == 1 else grad / k
+
+    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+        z = y_pred
+        xp, t = _prepare(z, y_true, cast=True)
+        t = _same_shape(z, t, xp=xp)
+        return xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))), axis=1)
 
     def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
         if not (low >= 0 and high <= 1):  # NaN fails too
@@ -279,6 +309,20 @@ class SoftmaxCrossEntropy(Loss):
             return value, p
         p = p / total
         return value, (p if weight is None else p * weight) - t
+
+    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+        z = y_pred
+        xp, t = _prepare(z, y_true, cast=False)
+        n, k = _shape(z)
+        if t.ndim == 1:
+            _check_labels(t, n, k, xp=xp)
+            kind = t.dtype if xp.iinfo(t.dtype).max >= k - 1 else xp.int64
+            t = xp.astype(t[:, None] == xp.arange(k, dtype=kind, device=array_api_compat.device(z)), z.dtype)
+        else:
+            t = _same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        log_total = xp.log(xp.sum(xp.exp(shifted), axis=1))
+        return xp.sum(t, axis=1) * log_total - xp.sum(t * shifted, axis=1)
 
     def _allowed_shapes(self, ndim: int, n_outputs: int) -> list[tuple[int, ...]]:
         return [(), (n_outputs,)]

@@ -352,11 +352,19 @@ class Sequential:
 
     @_backend.runs_on_device
     def evaluate(
-        self, X: Any, y: Any, *, loss: Any, metrics: Sequence[str] = METRICS, batch_size: int = 1024
-    ) -> dict[str, float]:
-        """Mean ``loss`` and each metric over ``(X, y)``: ``{"loss": ..., "accuracy": ...}``."""
+        self, X: Any, y: Any, *, loss: Any, metrics: Sequence[str] = METRICS, batch_size: int = 1024,
+        sample_weight: Any = None,
+    ) -> dict[str, float]:  # fmt: skip
+        """Mean ``loss`` and each metric over ``(X, y)``: ``{"loss": ..., "accuracy": ...}``.
+
+        ``sample_weight`` (shape ``(n,)``, finite, >= 0) weighs each row's loss:
+        the loss is the mean of ``w_i * l_i``, as Keras reduces it; the
+        accuracy is not weighted (Keras's ``metrics``).
+        """
         if distributed.is_dask(X, y):  # summed per chunk by Dask: dense_xp.distributed
-            return distributed.evaluate(self, X, y, loss=loss, metrics=metrics, batch_size=batch_size)
+            return distributed.evaluate(
+                self, X, y, loss=loss, metrics=metrics, batch_size=batch_size, sample_weight=sample_weight
+            )
         loss = get_loss(loss)
         bad = [m for m in metrics if m not in METRICS] if not isinstance(metrics, str) else [metrics]
         if bad:
@@ -365,7 +373,11 @@ class Sequential:
         batch_size = _checks.check_int(batch_size, "batch_size")
         self.check()
         X, y = _data.check_pair(self, X, y, loss)
-        scores = _data.evaluate_sums(self, X, y, loss=loss, batch_size=batch_size)
+        if sample_weight is not None:
+            sample_weight = _data.check_weights(self, sample_weight, X.shape[0])
+        scores = _data.evaluate_sums(
+            self, X, y, loss=loss, batch_size=batch_size, sample_weight=sample_weight
+        )
         return {"loss": scores["loss"], **{m: scores[m] for m in metrics}}
 
     #: The name of the loss of the last fit (read by predict_proba).

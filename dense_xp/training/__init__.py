@@ -8,13 +8,16 @@ drives either. :meth:`dense_xp.Sequential.fit` is this function.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 from .. import _backend, _checks, _data, distributed
-from ..losses import get_loss
+from ..callbacks import CallbackList
+from ..losses import Loss, get_loss
 from ..optimizers import get_optimizer
-from . import _dask, _loop, _memory
+from . import _dask, _loop, _memory, _weights
 from ._guard import TrainingDivergedError
 
 __all__ = ["CHECK_EVERY", "FitOptions", "TrainingDivergedError", "fit"]
@@ -32,9 +35,22 @@ class FitOptions:
     batch_size: int | None  # None: all rows in one batch
     shuffle: bool
     rng: Any  # the host generator of the shuffles
-    progress: bool
+    verbose: int  # 0 silent, 1 a progress bar, 2 one line per epoch
     check_finite: bool
     check_every: int
+    initial_epoch: int = 0
+    callbacks: Any = None  # a CallbackList
+
+
+@dataclass
+class FitData:
+    """What a fit trains on, before an engine checks it: features, targets, row weights, validation."""
+
+    X: Any
+    y: Any
+    weights: Any = None  # sample_weight, or None
+    class_weight: dict[int, float] | None = None
+    validation: tuple[Any, ...] | None = None  # (X, y) or (X, y, sample_weight)
 
 
 def fit(
@@ -47,8 +63,14 @@ def fit(
     epochs: int = 10,
     batch_size: int | None = 32,
     shuffle: bool = True,
-    validation_data: tuple[Any, Any] | None = None,
+    validation_data: tuple[Any, ...] | None = None,
+    validation_split: float = 0.0,
+    sample_weight: Any = None,
+    class_weight: dict[int, float] | None = None,
+    callbacks: Any = None,
+    initial_epoch: int = 0,
     seed: int | None = None,
+    verbose: int | None = None,
     progress: bool = True,
     check_finite: bool = True,
     check_every: int = CHECK_EVERY,
@@ -65,18 +87,45 @@ def fit(
     loss : str or callable
         A name from :data:`dense_xp.losses.LOSSES` or a loss object.
     optimizer : str or Optimizer, default "adam"
+        Its state, step count, schedule and loss scale carry over from one
+        ``fit`` to the next.
     epochs : int
+        The index of the last epoch: epochs ``initial_epoch + 1`` to
+        ``epochs`` are trained (as in Keras).
     batch_size : int or None, default 32
         Rows per step; ``None`` takes all rows at each step.
     shuffle : bool
         Shuffle every epoch with a host generator seeded by ``seed``.
-    validation_data : (X_val, y_val), optional
+    validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+    validation_split : float, default 0.0
+        The last fraction of the rows (before any shuffle, as Keras takes
+        them) held out as validation data: rows ``floor(n * (1 - split))``
+        on. Not together with ``validation_data``.
+    sample_weight : array_like, shape (n,), optional
+        A weight per row (finite, >= 0): each row's loss is multiplied by it
+        and a batch's loss is the mean over its rows (Keras's reduction).
+        The accuracy is not weighted (Keras's ``metrics``).
+    class_weight : dict of int to float, optional
+        The weight of the rows of each class (1 for classes it leaves out),
+        as Keras: from the label, the argmax of a one-hot row, or the rounded
+        target of one output. Not together with ``sample_weight``.
+    callbacks : list of Callback, optional
+        See :mod:`dense_xp.callbacks` (``EarlyStopping``, ``ModelCheckpoint``,
+        ``LearningRateScheduler``, or one's own).
+    initial_epoch : int, default 0
+        The epochs already trained: a later ``fit`` continues the epoch count,
+        the shuffles (the same permutations as one uninterrupted fit with this
+        ``seed``) and the schedule.
+    seed : int, optional
+    verbose : {0, 1, 2}, optional
+        0 silent, 1 a progress bar per epoch (on a terminal), 2 one line per
+        epoch. ``None`` follows ``progress``.
     progress : bool
-        A tqdm bar per epoch when a terminal is attached.
+        A tqdm bar per epoch when a terminal is attached (``verbose`` 1 or 0).
     check_finite : bool, default True
-        Refuse ``X``, ``y`` and ``validation_data`` holding NaN or infinity
-        (a ValueError naming the argument) before training. ``False`` skips
-        this pass over the data; divergence is still caught.
+        Refuse ``X``, ``y``, the weights and ``validation_data`` holding NaN
+        or infinity (a ValueError naming the argument) before training.
+        ``False`` skips this pass over the data; divergence is still caught.
     check_every : int, default 32
         Check that the loss, the parameters and the optimizer state are
         finite every ``check_every`` batches and at the end of each epoch:
@@ -89,11 +138,11 @@ def fit(
     -------
     dict
         Per-epoch ``"loss"`` and ``"accuracy"`` (and ``"val_loss"``,
-        ``"val_accuracy"`` with validation data). With a float16
-        ``compute_dtype`` under wider parameters, dynamic loss scaling
-        (see :mod:`dense_xp.training._scaling`) adds the scale at the end of
-        each epoch, ``"loss_scale"``, and the steps it skipped,
-        ``"skipped_steps"``.
+        ``"val_accuracy"`` with validation data), ``"lr"`` where the
+        optimizer follows a schedule. With a float16 ``compute_dtype`` under
+        wider parameters, dynamic loss scaling (see
+        :mod:`dense_xp.training._scaling`) adds the scale at the end of each
+        epoch, ``"loss_scale"``, and the steps it skipped, ``"skipped_steps"``.
 
     Raises
     ------
@@ -116,53 +165,147 @@ def fit(
     (whether the gradients are finite), as ``torch.amp.GradScaler`` does.
     """
     options = _options(
-        loss, optimizer, epochs, batch_size, shuffle, seed, progress, check_finite, check_every
-    )
-    if validation_data is not None and (
-        not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2
-    ):
-        msg = f"`validation_data` must be a pair (X_val, y_val), got {type(validation_data).__name__}"
+        loss, optimizer, epochs, batch_size, shuffle, seed, _verbosity(verbose, progress), check_finite,
+        check_every, initial_epoch,
+    )  # fmt: skip
+    data = FitData(X, y, sample_weight, _weights.check_class_weight(class_weight, sample_weight))
+    data.validation = _validation(validation_data, validation_split)
+    if (data.weights is not None or data.class_weight is not None) and not isinstance(options.loss, Loss):
+        msg = (
+            f"`sample_weight` and `class_weight` need a dense_xp loss (a dense_xp.losses.Loss, which "
+            f"weighs each row), got {options.loss!r}"
+        )
         raise TypeError(msg)
     with _backend.on_device(model.device):
         model.check()
         if distributed.is_dask(X, y) or distributed.is_lazy(model):
-            engine, validation_data = _dask.prepare(
-                model, X, y, options=options, validation_data=validation_data
-            )
+            engine, validation = _dask.prepare(model, _split(data, validation_split), options)
         else:
-            engine, validation_data = _in_memory(model, X, y, options, validation_data)
+            engine, validation = _in_memory(model, data, validation_split, options)
+        _check_monitor(options.optimizer, validation is not None)
+        options = _with_callbacks(options, callbacks, model)
         model.fitted_loss = getattr(options.loss, "name", None)  # read by predict_proba
         with _backend.float_errors_ignored():  # divergence is reported as TrainingDivergedError
-            return _loop.run(engine, options, validation_data)
+            return _loop.run(engine, options, validation)
 
 
 def _options(
-    loss: Any, optimizer: Any, epochs: Any, batch_size: Any, shuffle: Any, seed: Any, progress: Any,
-    check_finite: Any, check_every: Any,
+    loss: Any, optimizer: Any, epochs: Any, batch_size: Any, shuffle: Any, seed: Any, verbose: int,
+    check_finite: Any, check_every: Any, initial_epoch: Any,
 ) -> FitOptions:  # fmt: skip
     """Every argument check both engines share, before anything is computed."""
     loss, optimizer = get_loss(loss), get_optimizer(optimizer)
     epochs = _checks.check_int(epochs, "epochs", minimum=0)
+    initial_epoch = _checks.check_int(initial_epoch, "initial_epoch", minimum=0)
+    if initial_epoch > epochs:
+        msg = f"`initial_epoch` ({initial_epoch}) must not exceed `epochs` ({epochs}), the last epoch's index"
+        raise ValueError(msg)
     if batch_size is not None:
         batch_size = _checks.check_int(batch_size, "batch_size", minimum=1)
     check_every = _checks.check_int(check_every, "check_every", minimum=1)
-    for name, flag in (("shuffle", shuffle), ("progress", progress), ("check_finite", check_finite)):
+    for name, flag in (("shuffle", shuffle), ("check_finite", check_finite)):
         _checks.check_bool(flag, name)
     rng = _backend.host_rng(_checks.check_seed(seed))
-    return FitOptions(loss, optimizer, epochs, batch_size, shuffle, rng, progress, check_finite, check_every)
+    return FitOptions(
+        loss, optimizer, epochs, batch_size, shuffle, rng, verbose, check_finite, check_every, initial_epoch
+    )
 
 
-def _in_memory(model: Any, X: Any, y: Any, options: FitOptions, validation_data: Any) -> tuple[Any, Any]:
+def _verbosity(verbose: Any, progress: Any) -> int:
+    _checks.check_bool(progress, "progress")
+    if verbose is None:
+        return 1 if progress else 0
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        msg = f"`verbose` must be 0 (silent), 1 (a progress bar) or 2 (a line per epoch), got {verbose!r}"
+        raise (TypeError if not isinstance(verbose, int) or isinstance(verbose, bool) else ValueError)(msg)
+    return int(verbose)
+
+
+def _validation(validation_data: Any, validation_split: Any) -> tuple[Any, ...] | None:
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+        msg = f"`validation_split` must be a number in [0, 1), got {type(validation_split).__name__}"
+        raise TypeError(msg)
+    if not 0 <= float(validation_split) < 1:
+        msg = f"`validation_split` must be a number in [0, 1), got {validation_split!r}"
+        raise ValueError(msg)
+    if validation_data is None:
+        return None
+    if validation_split:
+        msg = "`validation_data` and `validation_split` cannot both be given: pass one"
+        raise ValueError(msg)
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        msg = (
+            "`validation_data` must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight_val), "
+            f"got {type(validation_data).__name__}"
+        )
+        raise TypeError(msg)
+    return tuple(validation_data)
+
+
+def _split(data: FitData, validation_split: float) -> FitData:
+    """The last ``validation_split`` of the rows as validation data (Keras's split, before shuffling)."""
+    if not validation_split:
+        return data
+    n = data.X.shape[0]
+    cut = math.floor(n * (1.0 - validation_split))
+    if cut in (0, n):
+        msg = (
+            f"`validation_split` {validation_split} of {n} rows leaves "
+            f"{'no training' if cut == 0 else 'no validation'} row: pass more data or another split"
+        )
+        raise ValueError(msg)
+    weights = data.weights
+    train = FitData(data.X[:cut], data.y[:cut], None if weights is None else weights[:cut], data.class_weight)
+    train.validation = (data.X[cut:], data.y[cut:]) + (() if weights is None else (weights[cut:],))
+    return train
+
+
+def _in_memory(model: Any, data: FitData, validation_split: float, options: FitOptions) -> tuple[Any, Any]:
     """The in-memory engine on checked data, and the checked validation data."""
-    X, y = _data.check_pair(model, X, y, options.loss, check_finite=options.check_finite)
+    X, y = _data.check_pair(model, data.X, data.y, options.loss, check_finite=options.check_finite)
     if not model.built:
         model.build(int(X.shape[1]))
         X, y = _data.check_pair(model, X, y, options.loss)  # the targets against the output width now
+    data = _split(FitData(X, y, data.weights, data.class_weight, data.validation), validation_split)
+    weights = _row_weights(model, data.y, data.weights, data.class_weight, "sample_weight")
     options.optimizer.check(model.parameters())
-    if validation_data is not None:
+    validation = None
+    if data.validation is not None:
         names = ("validation_data[0]", "validation_data[1]")
-        X_val, y_val = validation_data
-        validation_data = _data.check_pair(
-            model, X_val, y_val, options.loss, names=names, check_finite=options.check_finite
+        X_val, y_val = _data.check_pair(
+            model, data.validation[0], data.validation[1], options.loss, names=names,
+            check_finite=options.check_finite,
+        )  # fmt: skip
+        w_val = data.validation[2] if len(data.validation) == 3 else None
+        validation = (
+            X_val,
+            y_val,
+            _row_weights(model, y_val, w_val, data.class_weight, "validation_data[2]"),
         )
-    return _memory.Engine(model, X, y, options), validation_data
+    return _memory.Engine(model, data.X, data.y, options, weights), validation
+
+
+def _row_weights(model: Any, y: Any, weights: Any, class_weight: Any, name: str) -> Any:
+    """The checked ``weights``, or those of ``class_weight`` for the targets ``y``, or ``None``."""
+    if weights is not None:
+        return _data.check_weights(model, weights, y.shape[0], name)
+    if class_weight is not None:
+        return _weights.class_weights(y, class_weight, model.output_size)
+    return None
+
+
+def _check_monitor(optimizer: Any, validation: bool) -> None:
+    """A plateau schedule watching ``val_*`` needs validation data (refused before training)."""
+    monitor = getattr(getattr(optimizer, "schedule", None), "monitor", None)
+    if isinstance(monitor, str) and monitor.startswith("val_") and not validation:
+        msg = (
+            f"the optimizer's schedule monitors {monitor!r}, which needs `validation_data` or "
+            "`validation_split`"
+        )
+        raise ValueError(msg)
+
+
+def _with_callbacks(options: FitOptions, callbacks: Any, model: Any) -> FitOptions:
+    from dataclasses import replace
+
+    return replace(options, callbacks=CallbackList(callbacks, model, options.optimizer))

@@ -14,43 +14,43 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import _backend, _checks, _chunks, _dask_graphs, _data, distributed
+from . import _weights
 from ._guard import Guard
 
 __all__ = ["Engine", "prepare"]
 
 
-def prepare(model: Any, X: Any, y: Any, *, options: Any, validation_data: Any = None) -> tuple[Any, Any]:
+def prepare(model: Any, data: Any, options: Any) -> tuple[Any, Any]:
     """The engine of synchronous data-parallel training on Dask arrays (see the module docstring).
 
-    Called by :func:`dense_xp.training.fit`, which runs its epoch loop and checked every argument the
-    two engines share (``options``: a :class:`dense_xp.training.FitOptions`)
-    and the model. Here: the Dask arrays, the targets (shapes first, on the
-    whole arrays, then values, chunk by chunk on the workers), and, with
-    ``options.check_finite``, NaN or infinite values in ``X``, ``y`` and
-    ``validation_data``, in one pass over the chunks.
+    Called by :func:`dense_xp.training.fit`, which runs its epoch loop and
+    checked every argument the two engines share (``options``: a
+    :class:`dense_xp.training.FitOptions`) and the model. Here: the Dask
+    arrays, the targets (shapes first, on the whole arrays, then values,
+    chunk by chunk on the workers), the row weights, and, with
+    ``options.check_finite``, NaN or infinite values in ``X``, ``y``, the
+    weights and the validation data, in one pass over the chunks.
 
     Parameters
     ----------
     model : Sequential
         A NumPy or CuPy model (or any non-lazy one); its parameters and the
         optimizer state stay on its device.
-    X : dask.array.Array, shape (n, input_size)
-        Chunked by rows, chunk sizes known.
-    y : dask.array.Array, shape (n,) or (n, output_size)
-        With the row chunks of ``X``.
+    data : FitData
+        ``X`` (Dask, chunked by rows, chunk sizes known), ``y`` with its row
+        chunks, ``weights`` (Dask with those row chunks, or host data) or
+        ``class_weight``, and the validation data (Dask or host arrays).
     options : FitOptions
-    validation_data : (X_val, y_val), optional
-        Dask or host arrays.
 
     Returns
     -------
     engine, validation_data
-        The :class:`dense_xp._dask_graphs.Engine` and the checked validation data.
+        The :class:`Engine` and the checked validation data ``(X, y, weights or None)``.
     """
     _refuse_model(model)
     dask = distributed.dask_module()
     loss = options.loss
-    X, y = distributed.check_pair(model, X, y)
+    X, y = distributed.check_pair(model, data.X, data.y)
     if distributed.unknown_chunks(X):
         msg = (
             f"`X` has row chunks of unknown size {X.chunks[0]}; fit needs them to form batches: "
@@ -61,22 +61,55 @@ def prepare(model: Any, X: Any, y: Any, *, options: Any, validation_data: Any = 
         msg = f"`X` must have shape (n, {model.input_size}) with n >= 1, got {tuple(X.shape)}"
         raise ValueError(msg)
     _check_target_shape(loss, y, "y", model.output_size)
-    targets, data = [y], {"X": X, "y": y}
-    if validation_data is not None:
-        validation_data, checked = _validation(model, validation_data, loss, options.check_finite)
-        targets += checked
-        if checked:
-            data |= {"validation_data[0]": validation_data[0], "validation_data[1]": validation_data[1]}
+    weights = _row_weights(dask, model, X, y, data.weights, data.class_weight, "sample_weight")
+    targets, checked = [y], {"X": X, "y": y} | ({} if weights is None else {"sample_weight": weights})
+    validation = None
+    if data.validation is not None:
+        validation, dask_targets = _validation(model, data, loss, options.check_finite)
+        targets += dask_targets
+        if dask_targets:
+            names = ("validation_data[0]", "validation_data[1]", "validation_data[2]")
+            checked |= {n: a for n, a in zip(names, validation, strict=False) if distributed.is_dask(a)}
     options.optimizer.check(model.parameters())
     payload = _dask_graphs.send(dask, model, loss)
     check, k = dask.delayed(_chunks.validate_chunk, pure=False), model.output_size
     tasks = [check(payload, part, k) for parts in _dask_graphs.blocks(*targets) for part in parts]
-    chunks = _dask_graphs.blocks(*data.values()) if options.check_finite else []
+    lowest = [a.min() for name, a in checked.items() if name in ("sample_weight", "validation_data[2]")]
+    chunks = _dask_graphs.blocks(*checked.values()) if options.check_finite else []
     scan = dask.delayed(_chunks.nonfinite_chunk, pure=True)
-    found = iter(dask.compute(*tasks, *(scan(part) for parts in chunks for part in parts))[len(tasks) :])
-    for name, parts in zip(data, chunks, strict=False):  # one pass with the targets' checks
-        _refuse_nonfinite(name, [next(found) for _ in parts])
-    return Engine(dask, model, X, y, options), validation_data
+    found = dask.compute(*tasks, *lowest, *(scan(part) for parts in chunks for part in parts))[len(tasks) :]
+    for name, low in zip(
+        (n for n in checked if n in ("sample_weight", "validation_data[2]")), found, strict=False
+    ):
+        if float(low) < 0:
+            msg = f"`{name}` must hold weights >= 0, got a smallest weight of {float(low)}"
+            raise ValueError(msg)
+    found_chunks = iter(found[len(lowest) :])
+    for name, parts in zip(checked, chunks, strict=False):  # one pass with the targets' checks
+        _refuse_nonfinite(name, [next(found_chunks) for _ in parts])
+    return Engine(dask, model, (X, y, weights), options), validation
+
+
+def _row_weights(dask: Any, model: Any, X: Any, y: Any, weights: Any, class_weight: Any, name: str) -> Any:
+    """The row weights as a Dask array with the row chunks of ``X`` (or ``None``)."""
+    if class_weight is not None:
+        return y.map_blocks(
+            _weights.class_weights, class_weight, model.output_size, dtype="float64",
+            drop_axis=list(range(1, y.ndim)), chunks=(y.chunks[0],),
+        )  # fmt: skip
+    if weights is None:
+        return None
+    if not distributed.is_dask(weights):
+        weights = dask.array.from_array(_backend.to_numpy(weights), chunks=(X.chunks[0],))
+    if weights.ndim != 1 or weights.shape[0] != X.shape[0]:
+        msg = f"`{name}` must have shape ({X.shape[0]},), one weight per row, got {tuple(weights.shape)}"
+        raise ValueError(msg)
+    if weights.dtype.kind not in "iuf":
+        msg = f"`{name}` must hold real numbers, got a Dask array of dtype {weights.dtype}"
+        raise TypeError(msg)
+    if weights.chunks[0] != X.chunks[0]:
+        weights = weights.rechunk({0: X.chunks[0]})
+    return weights
 
 
 def _refuse_model(model: Any) -> None:
@@ -130,17 +163,23 @@ def _refuse_nonfinite(name: str, per_chunk: list[tuple[int, int, tuple[int, ...]
 
 def _validation(
     model: Any, data: Any, loss: Any, check_finite: bool = False
-) -> tuple[tuple[Any, Any], list[Any]]:
-    """Checked ``(X_val, y_val)`` and the Dask targets among them, still to be validated."""
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        msg = f"`validation_data` must be a pair (X_val, y_val), got {type(data).__name__}"
-        raise TypeError(msg)
+) -> tuple[tuple[Any, ...], list[Any]]:
+    """Checked ``(X_val, y_val, weights or None)`` and the Dask targets among them, still to be validated."""
     names = ("validation_data[0]", "validation_data[1]")
-    if distributed.is_dask(*data):
-        pair = distributed.check_pair(model, *data, names=names)
-        _check_target_shape(loss, pair[1], names[1], model.output_size)
-        return pair, [pair[1]]
-    return _data.check_pair(model, data[0], data[1], loss, names=names, check_finite=check_finite), []
+    X_val, y_val, *rest = data.validation
+    w_val = rest[0] if rest else None
+    if distributed.is_dask(X_val, y_val):
+        X_val, y_val = distributed.check_pair(model, X_val, y_val, names=names)
+        _check_target_shape(loss, y_val, names[1], model.output_size)
+        dask = distributed.dask_module()
+        w_val = _row_weights(dask, model, X_val, y_val, w_val, data.class_weight, "validation_data[2]")
+        return (X_val, y_val, w_val), [y_val]
+    X_val, y_val = _data.check_pair(model, X_val, y_val, loss, names=names, check_finite=check_finite)
+    if w_val is not None:
+        w_val = _data.check_weights(model, w_val, y_val.shape[0], "validation_data[2]")
+    elif data.class_weight is not None:
+        w_val = _weights.class_weights(y_val, data.class_weight, model.output_size)
+    return (X_val, y_val, w_val), []
 
 
 class Engine:
@@ -151,9 +190,11 @@ class Engine:
     model, with its current parameters, as one graph key.
     """
 
-    def __init__(self, dask: Any, model: Any, X: Any, y: Any, options: Any) -> None:
+    def __init__(self, dask: Any, model: Any, arrays: tuple[Any, Any, Any], options: Any) -> None:
+        X, y, weights = arrays
         self.dask, self.model, self.loss, self.optimizer = dask, model, options.loss, options.optimizer
         self.blocks = list(zip(*_dask_graphs.blocks(X, y), strict=True))
+        self.weights = None if weights is None else _dask_graphs.blocks(weights)[0]
         self.sizes, self.n = list(X.chunks[0]), X.shape[0]
         self.batch_size = self.n if options.batch_size is None else options.batch_size
         self.starts = list(itertools.accumulate(self.sizes[:-1], initial=0))
@@ -162,10 +203,12 @@ class Engine:
         self.step = options.optimizer.steps  # the training step, which keys random layers
         self.guard = Guard(model, options.optimizer, 1)  # every step: the loss is on the client already
 
-    def steps(self, order: Any, epoch: int) -> Iterator[tuple[int, float, float]]:
+    def steps(self, order: Any, epoch: int, before: Any = None) -> Iterator[tuple[int, float, float]]:
         """Train on each batch of the epoch's ``order``; yield ``(rows, summed loss, summed hits)``."""
         size = self.batch_size
-        for start in range(0, self.n, size):
+        for batch, start in enumerate(range(0, self.n, size)):
+            if before is not None:
+                before(batch, min(start + size, self.n) - start)
             flat, loss_sum, hits, rows = self._sums(start, min(start + size, self.n), order)
             self._step(flat, rows)
             self.step += 1
@@ -173,14 +216,18 @@ class Engine:
 
     def evaluate(self, validation_data: Any) -> dict[str, float]:
         """Loss and accuracy on the validation data (Dask or host arrays)."""
+        X, y, weights = validation_data
         scores: dict[str, float] = self.model.evaluate(
-            *validation_data, loss=self.loss, batch_size=self.batch_size
+            X, y, loss=self.loss, batch_size=self.batch_size, sample_weight=weights
         )
         return scores
 
     def record(self) -> dict[str, float]:
         """Nothing more for the history (the Dask engine trains in one dtype)."""
         return {}
+
+    def finish(self) -> None:
+        """Nothing to leave behind: the parameters and the optimizer are on the client already."""
 
     def _sums(self, start: int, stop: int, order: Any) -> tuple[Any, float, float, int]:
         """The chunks' sums for rows ``[start, stop)`` of the epoch's order, added by Dask."""
@@ -197,7 +244,12 @@ class Engine:
         payload = _dask_graphs.send(dask, self.model, self.loss, name=f"{name}-model")
         parts = [
             self.task(
-                payload, *self.blocks[b], index, (self.step, self.starts[b]), dask_key_name=f"{name}-{b}"
+                payload,
+                *self.blocks[b],
+                index,
+                (self.step, self.starts[b]),
+                None if self.weights is None else self.weights[b],
+                dask_key_name=f"{name}-{b}",
             )
             for b, index in pieces
         ]

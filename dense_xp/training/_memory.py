@@ -28,32 +28,37 @@ def loss_scaling(model: Any) -> bool:
 class Engine:
     """One model trained on checked ``(X, y)`` in memory (see :mod:`._loop` for the protocol)."""
 
-    def __init__(self, model: Any, X: Any, y: Any, options: Any) -> None:
-        self.model, self.X, self.y, self.options = model, X, y, options
+    def __init__(self, model: Any, X: Any, y: Any, options: Any, weights: Any = None) -> None:
+        self.model, self.options = model, options
+        self.arrays = (X, y) if weights is None else (X, y, weights)
         self.loss, self.optimizer = options.loss, options.optimizer
         self.n = X.shape[0]
         self.batch_size = self.n if options.batch_size is None else options.batch_size
         self.guard = Guard(model, options.optimizer, options.check_every)
         self.step = options.optimizer.steps  # the training step, which keys random layers
-        self.scaler = LossScaler() if loss_scaling(model) else None
+        # the loss scale lives with the optimizer: it carries over from one fit to the next
+        self.scaler = LossScaler.from_state(options.optimizer.loss_scale) if loss_scaling(model) else None
 
-    def steps(self, order: Any, epoch: int) -> Iterator[tuple[int, Any, Any]]:
+    def steps(self, order: Any, epoch: int, before: Any = None) -> Iterator[tuple[int, Any, Any]]:
         """Train on each batch of the epoch's ``order``; yield ``(rows, summed loss, summed hits)``."""
         model, device = self.model, self.model.device
         indices = list(_data.batches(self.n, self.batch_size, order))
-        batches = _backend.device_batches((self.X, self.y), indices, xp=model.xp, device=device)
-        for batch, ((Xb, yb), index) in enumerate(zip(batches, indices, strict=True), start=1):
+        batches = _backend.device_batches(self.arrays, indices, xp=model.xp, device=device)
+        for batch, (arrays, index) in enumerate(zip(batches, indices, strict=True), start=1):
             rows = range(index.start, index.stop) if isinstance(index, slice) else index
+            if before is not None:
+                before(batch - 1, len(rows))
             with _backend.on_device(device), training_batch(self.step, rows):
-                sums = self._train(Xb, yb, epoch, batch)
+                sums = self._train(arrays, epoch, batch)
             self.step += 1
             yield sums
 
-    def _train(self, Xb: Any, yb: Any, epoch: int, batch: int) -> tuple[int, Any, Any]:
+    def _train(self, arrays: tuple[Any, ...], epoch: int, batch: int) -> tuple[int, Any, Any]:
         """One step on a batch: ``(rows, summed loss, summed hits)``, the sums on the device."""
         model, guard = self.model, self.guard
+        Xb, yb, *wb = arrays
         out = _data.widen(model, model.run_forward(Xb, training=True))
-        value, grad = self.loss(out, yb)
+        value, grad = self.loss(out, yb) if not wb else self.loss(out, yb, sample_weight=wb[0])
         m = out.shape[0]
         if self.scaler is None:
             model.backward(grad, input_grad=False)
@@ -81,10 +86,17 @@ class Engine:
             raise TrainingDivergedError(msg, epoch=epoch, batch=batch)
 
     def evaluate(self, validation_data: Any) -> dict[str, float]:
-        """Loss and accuracy on the checked validation data, in inference mode."""
-        X, y = validation_data
-        return _data.evaluate_sums(self.model, X, y, loss=self.loss, batch_size=self.batch_size)
+        """Loss and accuracy on the checked validation data ``(X, y, weights or None)``, in inference mode."""
+        X, y, weights = validation_data
+        return _data.evaluate_sums(
+            self.model, X, y, loss=self.loss, batch_size=self.batch_size, sample_weight=weights
+        )
 
     def record(self) -> dict[str, float]:
         """The loss scale and the steps skipped this epoch, with loss scaling."""
         return {} if self.scaler is None else self.scaler.record()
+
+    def finish(self) -> None:
+        """Leave the loss scale with the optimizer, for the next fit and its checkpoints."""
+        if self.scaler is not None:
+            self.optimizer.loss_scale = self.scaler.state()

@@ -89,6 +89,28 @@ class LossScaler:
         """Whether the scale has fallen below ``min_scale``."""
         return self.scale < self.min_scale
 
+    def state(self) -> dict[str, float]:
+        """What carries the scaler over to another fit or a checkpoint (JSON values)."""
+        return {
+            "scale": self.scale,
+            "growth_interval": self.growth_interval,
+            "min_scale": self.min_scale,
+            "clean_steps": self._clean,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> LossScaler:
+        """A scaler continuing :meth:`state` (a fresh one for ``None``); a bad state is a ValueError."""
+        if state is None:
+            return cls()
+        try:
+            scaler = cls(state["scale"], state["growth_interval"], state["min_scale"])
+            scaler._clean = _checks.check_int(state["clean_steps"], "loss_scale['clean_steps']", minimum=0)
+        except (KeyError, TypeError) as exc:
+            msg = f"`loss_scale` must be a loss scaler's state (scale, growth_interval, ...), got {state!r}"
+            raise ValueError(msg) from exc
+        return scaler
+
     def record(self) -> dict[str, float]:
         """``{"loss_scale": scale, "skipped_steps": skipped}``, and start counting skipped steps anew."""
         record = {"loss_scale": self.scale, "skipped_steps": self.skipped}
