@@ -73,7 +73,9 @@ def check_layer(b: Backend, name: str) -> None:
     model.build(6)
     check_gradients(model, X[:6], training=training)
     if b.id != "dask":
-        history = model.fit(X, Y, loss="softmax_cross_entropy", epochs=4, batch_size=16, seed=0, progress=False)
+        history = model.fit(
+            X, Y, loss="softmax_cross_entropy", epochs=4, batch_size=16, seed=0, progress=False
+        )
         if not history["loss"][-1] < history["loss"][0]:
             raise AssertionError(f"the loss did not fall: {history['loss']}")
     expected = _host(model.predict(X))

@@ -134,7 +134,8 @@ def test_the_docs_examples_are_the_readmes_which_run_above(page):
     for block in runnable:
         assert block in BLOCKS, f"{page}: a block that is not one of the README's:\n{block}"
     if page == "examples.rst":
-        assert sorted(BLOCKS.index(b) for b in blocks) == list(range(len(BLOCKS)))  # every README example, once
+        # every README example, once
+        assert sorted(BLOCKS.index(b) for b in blocks) == list(range(len(BLOCKS)))
 
 
 def test_the_testing_page_runs_as_written(monkeypatch, tmp_path):
