@@ -389,6 +389,37 @@ def _accuracy(y_pred: Any, y_true: Any) -> Any:
     return xp.mean(xp.astype(hits, y_pred.dtype))
 
 
+# The names users of Keras, PyTorch and scikit-learn type, and the loss dense_xp has for each
+# (from logits: dense_xp's losses take the model's raw outputs).
+_ALIASES = {
+    "sparse_categorical_crossentropy": "softmax_cross_entropy",
+    "categorical_crossentropy": "softmax_cross_entropy",
+    "crossentropy": "softmax_cross_entropy",
+    "cross_entropy": "softmax_cross_entropy",
+    "crossentropyloss": "softmax_cross_entropy",
+    "log_loss": "softmax_cross_entropy",
+    "nll": "softmax_cross_entropy",
+    "binary_crossentropy": "binary_cross_entropy",
+    "bce": "binary_cross_entropy",
+    "bcewithlogitsloss": "binary_cross_entropy",
+    "mean_squared_error": "mse",
+    "mseloss": "mse",
+    "squared_error": "mse",
+    "l2": "mse",
+}
+
+
+def _suggest(name: str) -> str | None:
+    """The loss dense_xp has for another library's name of it, or the closest name."""
+    import difflib
+
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in _ALIASES:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(key, [*LOSSES, *_ALIASES], n=1, cutoff=0.6)
+    return (_ALIASES.get(close[0], close[0])) if close else None
+
+
 def get_loss(loss: Any) -> Any:
     """A loss by name (see :data:`LOSSES`), or ``loss`` itself when it is a callable loss object.
 
@@ -406,7 +437,8 @@ def get_loss(loss: Any) -> Any:
         except KeyError:
             valid = ", ".join(repr(name) for name in LOSSES)
             msg = f"`loss` must be one of {valid} or a callable loss object; got {loss!r}"
-            raise ValueError(msg) from None
+            suggestion = _suggest(loss)
+            raise ValueError(msg + (f" (did you mean {suggestion!r}?)" if suggestion else "")) from None
     if isinstance(loss, type) or not callable(loss):
         hint = " (pass an instance, not the class)" if isinstance(loss, type) else ""
         msg = f"`loss` must be a name or a callable loss object{hint}, got {type(loss).__name__} {loss!r}"

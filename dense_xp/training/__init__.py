@@ -261,14 +261,15 @@ def _split(data: FitData, validation_split: float) -> FitData:
 
 
 def _in_memory(model: Any, data: FitData, validation_split: float, options: FitOptions) -> tuple[Any, Any]:
-    """The in-memory engine on checked data, and the checked validation data."""
+    """The in-memory engine on checked data, and the checked validation data.
+
+    Everything is checked before a lazy model is built, so a refused ``fit``
+    leaves it as it was.
+    """
+    width_known = model.output_size is not None  # else the targets are checked once it is built
     X, y = _data.check_pair(model, data.X, data.y, options.loss, check_finite=options.check_finite)
-    if not model.built:
-        model.build(int(X.shape[1]))
-        X, y = _data.check_pair(model, X, y, options.loss)  # the targets against the output width now
     data = _split(FitData(X, y, data.weights, data.class_weight, data.validation), validation_split)
     weights = _row_weights(model, data.y, data.weights, data.class_weight, "sample_weight")
-    options.optimizer.check(model.parameters())
     validation = None
     if data.validation is not None:
         names = ("validation_data[0]", "validation_data[1]")
@@ -282,6 +283,11 @@ def _in_memory(model: Any, data: FitData, validation_split: float, options: FitO
             y_val,
             _row_weights(model, y_val, w_val, data.class_weight, "validation_data[2]"),
         )
+    if not model.built:
+        model.build(int(X.shape[1]))
+        if not width_known:
+            _data.check_pair(model, data.X, data.y, options.loss)
+    options.optimizer.check(model.parameters())
     return _memory.Engine(model, data.X, data.y, options, weights), validation
 
 
