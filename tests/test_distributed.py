@@ -419,6 +419,16 @@ def _bad_cases():
         ),
         "shuffle-flag": ({"shuffle": "no"}, TypeError, r"`shuffle` must be True or False, got str 'no'"),
         "check-every-0": ({"check_every": 0}, ValueError, r"`check_every` must be an integer >= 1, got 0"),
+        "negative-weights": (
+            {"sample_weight": da.from_array(-np.ones(200), chunks=(CHUNKS,))},
+            ValueError,
+            r"`sample_weight` must hold weights >= 0, got a smallest weight of -1.0",
+        ),
+        "nan-weights": (
+            {"sample_weight": da.from_array(_spoil(np.ones((200, 1)), [(9, 0)])[:, 0], chunks=(CHUNKS,))},
+            ValueError,
+            r"`sample_weight` must hold finite numbers, got 1 NaN",
+        ),
         "check-every-str": (
             {"check_every": "x"},
             TypeError,
@@ -887,3 +897,58 @@ def test_a_worker_that_dies_in_a_step_fails_fit_with_killed_worker(fragile):
         _on(fragile, model.fit, Xd, yd, loss=_Loss("die", os.getpid()), epochs=1, progress=False)
     for p, q in zip(_params(model), before, strict=True):
         np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize(
+    "keywords",
+    [
+        {"sample_weight": "dask"},
+        {"sample_weight": "host"},
+        {"class_weight": {0: 0.5, 2: 2.0}},
+        {"validation_split": 0.25},
+        {"initial_epoch": 1, "epochs": 3},
+        {"validation_data": "weighted"},
+    ],
+    ids=["sample-weight-dask", "sample-weight-host", "class-weight", "validation-split", "initial-epoch",
+         "weighted-validation"],
+)  # fmt: skip
+def test_fit_keywords_on_dask_data_equal_in_memory(client, keywords):
+    X, y = _data()
+    weights = np.random.default_rng(2).uniform(0.0, 2.0, size=len(X))
+    Xv, yv = _data(90, seed=1)
+
+    def values(dask_side):
+        out = dict(keywords)
+        if out.get("sample_weight") == "dask":
+            out["sample_weight"] = da.from_array(weights, chunks=(CHUNKS,)) if dask_side else weights
+        elif out.get("sample_weight") == "host":
+            out["sample_weight"] = weights
+        if out.get("validation_data") == "weighted":
+            w_val = np.linspace(0.1, 1.0, 90)
+            on_dask = (*_dask(Xv, yv, chunks=(45, 45)), da.from_array(w_val, chunks=45))
+            out["validation_data"] = on_dask if dask_side else (Xv, yv, w_val)
+        return out
+
+    kwargs = {"loss": LOSS, "epochs": 2, "batch_size": 32, "seed": 5, "progress": False}
+    ours, ref = _model(), _model()
+    history = ours.fit(*_dask(X, y), optimizer=Adam(0.01), **(kwargs | values(True)))
+    expected = ref.fit(X, y, optimizer=Adam(0.01), **(kwargs | values(False)))
+    _assert_close(ours, ref, 1e-10)
+    assert set(history) == set(expected)
+    for name, series in expected.items():
+        np.testing.assert_allclose(history[name], series, rtol=1e-10)
+
+
+def test_early_stopping_on_dask_data_stops_and_restores_as_in_memory(client):
+    from dense_xp.callbacks import EarlyStopping
+
+    X, y = _data()
+    Xv, yv = _data(90, seed=1)
+    kwargs = {"loss": LOSS, "epochs": 30, "batch_size": 50, "seed": 5, "progress": False}
+    ours, ref = _model(), _model()
+    runs = []
+    for model, data, val in ((ours, _dask(X, y), _dask(Xv, yv, chunks=(45, 45))), (ref, (X, y), (Xv, yv))):
+        stop = EarlyStopping(patience=1, restore_best_weights=True)
+        runs.append(model.fit(*data, optimizer=Adam(0.05), validation_data=val, callbacks=[stop], **kwargs))
+    assert len(runs[0]["loss"]) == len(runs[1]["loss"]) < 30
+    _assert_close(ours, ref, 1e-10)

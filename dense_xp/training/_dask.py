@@ -74,7 +74,11 @@ def prepare(model: Any, data: Any, options: Any) -> tuple[Any, Any]:
     payload = _dask_graphs.send(dask, model, loss)
     check, k = dask.delayed(_chunks.validate_chunk, pure=False), model.output_size
     tasks = [check(payload, part, k) for parts in _dask_graphs.blocks(*targets) for part in parts]
-    lowest = [a.min() for name, a in checked.items() if name in ("sample_weight", "validation_data[2]")]
+    # delayed too: dask.compute gives the results of arrays after those of delayed objects
+    smallest = dask.delayed(float, pure=True)
+    lowest = [
+        smallest(a.min()) for name, a in checked.items() if name in ("sample_weight", "validation_data[2]")
+    ]
     chunks = _dask_graphs.blocks(*checked.values()) if options.check_finite else []
     scan = dask.delayed(_chunks.nonfinite_chunk, pure=True)
     found = dask.compute(*tasks, *lowest, *(scan(part) for parts in chunks for part in parts))[len(tasks) :]
