@@ -8,49 +8,18 @@ drives either. :meth:`dense_xp.Sequential.fit` is this function.
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
 from typing import Any
 
-from .. import _backend, _checks, _data, distributed
+from .. import _backend, _data, distributed
 from ..callbacks import CallbackList
-from ..losses import Loss, get_loss
-from ..optimizers import get_optimizer
-from . import _dask, _loop, _memory, _weights
+from ..losses import Loss
+from . import _arguments, _dask, _loop, _memory, _weights
+from ._arguments import FitData, FitOptions
 from ._guard import TrainingDivergedError
 
 __all__ = ["CHECK_EVERY", "FitOptions", "TrainingDivergedError", "fit"]
 
 CHECK_EVERY = 32  # batches between two divergence checks in memory
-
-
-@dataclass(frozen=True)
-class FitOptions:
-    """The checked arguments of :func:`fit` that the engines and the loop read."""
-
-    loss: Any
-    optimizer: Any
-    epochs: int
-    batch_size: int | None  # None: all rows in one batch
-    shuffle: bool
-    rng: Any  # the host generator of the shuffles
-    verbose: int  # 0 silent, 1 a progress bar, 2 one line per epoch
-    check_finite: bool
-    check_every: int
-    initial_epoch: int = 0
-    callbacks: Any = None  # a CallbackList
-
-
-@dataclass
-class FitData:
-    """What a fit trains on, before an engine checks it: features, targets, row weights, validation."""
-
-    X: Any
-    y: Any
-    weights: Any = None  # sample_weight, or None
-    class_weight: dict[int, float] | None = None
-    validation: tuple[Any, ...] | None = None  # (X, y) or (X, y, sample_weight)
 
 
 def fit(
@@ -164,12 +133,12 @@ def fit(
     ``compute_dtype``. Loss scaling reads one value from the device per batch
     (whether the gradients are finite), as ``torch.amp.GradScaler`` does.
     """
-    options = _options(
-        loss, optimizer, epochs, batch_size, shuffle, seed, _verbosity(verbose, progress), check_finite,
-        check_every, initial_epoch,
+    options = _arguments.options(
+        loss, optimizer, epochs, batch_size, shuffle, seed, _arguments.verbosity(verbose, progress),
+        check_finite, check_every, initial_epoch,
     )  # fmt: skip
     data = FitData(X, y, sample_weight, _weights.check_class_weight(class_weight, sample_weight))
-    data.validation = _validation(validation_data, validation_split)
+    data.validation = _arguments.validation(validation_data, validation_split)
     if (data.weights is not None or data.class_weight is not None) and not isinstance(options.loss, Loss):
         msg = (
             f"`sample_weight` and `class_weight` need a dense_xp loss (a dense_xp.losses.Loss, which "
@@ -179,85 +148,14 @@ def fit(
     with _backend.on_device(model.device):
         model.check()
         if distributed.is_dask(X, y) or distributed.is_lazy(model):
-            engine, validation = _dask.prepare(model, _split(data, validation_split), options)
+            engine, validation = _dask.prepare(model, _arguments.split(data, validation_split), options)
         else:
             engine, validation = _in_memory(model, data, validation_split, options)
-        _check_monitor(options.optimizer, validation is not None)
+        _arguments.check_monitor(options.optimizer, validation is not None)
         options = _with_callbacks(options, callbacks, model)
         model.fitted_loss = getattr(options.loss, "name", None)  # read by predict_proba
         with _backend.float_errors_ignored():  # divergence is reported as TrainingDivergedError
             return _loop.run(engine, options, validation)
-
-
-def _options(
-    loss: Any, optimizer: Any, epochs: Any, batch_size: Any, shuffle: Any, seed: Any, verbose: int,
-    check_finite: Any, check_every: Any, initial_epoch: Any,
-) -> FitOptions:  # fmt: skip
-    """Every argument check both engines share, before anything is computed."""
-    loss, optimizer = get_loss(loss), get_optimizer(optimizer)
-    epochs = _checks.check_int(epochs, "epochs", minimum=0)
-    initial_epoch = _checks.check_int(initial_epoch, "initial_epoch", minimum=0)
-    if initial_epoch > epochs:
-        msg = f"`initial_epoch` ({initial_epoch}) must not exceed `epochs` ({epochs}), the last epoch's index"
-        raise ValueError(msg)
-    if batch_size is not None:
-        batch_size = _checks.check_int(batch_size, "batch_size", minimum=1)
-    check_every = _checks.check_int(check_every, "check_every", minimum=1)
-    for name, flag in (("shuffle", shuffle), ("check_finite", check_finite)):
-        _checks.check_bool(flag, name)
-    rng = _backend.host_rng(_checks.check_seed(seed))
-    return FitOptions(
-        loss, optimizer, epochs, batch_size, shuffle, rng, verbose, check_finite, check_every, initial_epoch
-    )
-
-
-def _verbosity(verbose: Any, progress: Any) -> int:
-    _checks.check_bool(progress, "progress")
-    if verbose is None:
-        return 1 if progress else 0
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        msg = f"`verbose` must be 0 (silent), 1 (a progress bar) or 2 (a line per epoch), got {verbose!r}"
-        raise (TypeError if not isinstance(verbose, int) or isinstance(verbose, bool) else ValueError)(msg)
-    return int(verbose)
-
-
-def _validation(validation_data: Any, validation_split: Any) -> tuple[Any, ...] | None:
-    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
-        msg = f"`validation_split` must be a number in [0, 1), got {type(validation_split).__name__}"
-        raise TypeError(msg)
-    if not 0 <= float(validation_split) < 1:
-        msg = f"`validation_split` must be a number in [0, 1), got {validation_split!r}"
-        raise ValueError(msg)
-    if validation_data is None:
-        return None
-    if validation_split:
-        msg = "`validation_data` and `validation_split` cannot both be given: pass one"
-        raise ValueError(msg)
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        msg = (
-            "`validation_data` must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight_val), "
-            f"got {type(validation_data).__name__}"
-        )
-        raise TypeError(msg)
-    return tuple(validation_data)
-
-
-def _split(data: FitData, validation_split: float) -> FitData:
-    """The last ``validation_split`` of the rows as validation data (Keras's split, before shuffling)."""
-    if not validation_split:
-        return data
-    n = data.X.shape[0]
-    cut = math.floor(n * (1.0 - validation_split))
-    if cut in (0, n):
-        msg = (
-            f"`validation_split` {validation_split} of {n} rows leaves "
-            f"{'no training' if cut == 0 else 'no validation'} row: pass more data or another split"
-        )
-        raise ValueError(msg)
-    weights = data.weights
-    train = FitData(data.X[:cut], data.y[:cut], None if weights is None else weights[:cut], data.class_weight)
-    train.validation = (data.X[cut:], data.y[cut:]) + (() if weights is None else (weights[cut:],))
-    return train
 
 
 def _in_memory(model: Any, data: FitData, validation_split: float, options: FitOptions) -> tuple[Any, Any]:
@@ -268,7 +166,7 @@ def _in_memory(model: Any, data: FitData, validation_split: float, options: FitO
     """
     width_known = model.output_size is not None  # else the targets are checked once it is built
     X, y = _data.check_pair(model, data.X, data.y, options.loss, check_finite=options.check_finite)
-    data = _split(FitData(X, y, data.weights, data.class_weight, data.validation), validation_split)
+    data = _arguments.split(FitData(X, y, data.weights, data.class_weight, data.validation), validation_split)
     weights = _row_weights(model, data.y, data.weights, data.class_weight, "sample_weight")
     validation = None
     if data.validation is not None:
@@ -298,17 +196,6 @@ def _row_weights(model: Any, y: Any, weights: Any, class_weight: Any, name: str)
     if class_weight is not None:
         return _weights.class_weights(y, class_weight, model.output_size)
     return None
-
-
-def _check_monitor(optimizer: Any, validation: bool) -> None:
-    """A plateau schedule watching ``val_*`` needs validation data (refused before training)."""
-    monitor = getattr(getattr(optimizer, "schedule", None), "monitor", None)
-    if isinstance(monitor, str) and monitor.startswith("val_") and not validation:
-        msg = (
-            f"the optimizer's schedule monitors {monitor!r}, which needs `validation_data` or "
-            "`validation_split`"
-        )
-        raise ValueError(msg)
 
 
 def _with_callbacks(options: FitOptions, callbacks: Any, model: Any) -> FitOptions:
