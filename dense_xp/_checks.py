@@ -125,8 +125,26 @@ def dtype_name(dtype: Any) -> str:
     Names are lower-cased and NumPy's aliases and type codes (``"single"``,
     ``"double"``, ``"half"``, ``"float"``, ``"<f8"``...) map to the sized name;
     Python's ``float`` is ``"float64"``, as in NumPy. An unknown spelling is
-    returned as it is written, for the caller to refuse.
+    returned as it is written, for the caller to refuse. Names are remembered
+    per dtype object: the hot paths of training ask for them every step.
     """
+    key = (type(dtype), dtype)
+    try:
+        return _NAMES[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable spelling
+        return _dtype_name(dtype)
+    name = _dtype_name(dtype)
+    if len(_NAMES) < 4096:
+        _NAMES[key] = name
+    return name
+
+
+_NAMES: dict[tuple[type, Any], str] = {}
+
+
+def _dtype_name(dtype: Any) -> str:
     if dtype is float:
         return "float64"
     if isinstance(dtype, str):

@@ -111,3 +111,14 @@ def test_float16_where_the_namespace_has_none_names_the_namespace():
     strict = pytest.importorskip("array_api_strict")
     with pytest.raises(ValueError, match=r"`dtype` float16 is not supported by this array namespace"):
         DenseLayer(3, 2, dtype="float16", xp=strict, device=strict.Device("CPU_DEVICE"))
+
+
+def test_dtype_name_is_remembered_per_spelling_not_confused_between_them():
+    for _ in range(2):  # the second round answers from the cache
+        assert dtype_name(np.dtype("float32")) == "float32"
+        assert dtype_name("f4") == "float32"
+        assert dtype_name(np.float64) == "float64"
+        assert dtype_name(np.dtype(">f8")) == "float64"
+        assert dtype_name("half") == "float16"
+        assert dtype_name(float) == "float64"
+        assert dtype_name(["not", "hashable"]) == "['not', 'hashable']"
