@@ -15,6 +15,7 @@ A loss is an object called as ``loss(y_pred, y_true) -> (value, grad)``:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -32,8 +33,10 @@ __all__ = [
     "accuracy",
     "binary_cross_entropy",
     "get_loss",
+    "hit_counter",
     "mse",
     "softmax_cross_entropy",
+    "target_classes",
 ]
 
 
@@ -46,9 +49,14 @@ def _device(y_pred: Any) -> Any:
     return array_api_compat.device(y_pred) if array_api_compat.is_array_api_obj(y_pred) else None
 
 
-def _prepare(y_pred: Any, y_true: Any, *, cast: bool) -> tuple[Any, Any]:
-    """``(xp, y_true)`` with ``y_true`` on ``y_pred``'s device, in ``y_pred``'s dtype if ``cast``."""
-    xp = array_api_compat.array_namespace(y_pred)
+def _prepare(y_pred: Any, y_true: Any, *, cast: bool, xp: Any = None) -> tuple[Any, Any]:
+    """``(xp, y_true)`` with ``y_true`` on ``y_pred``'s device, in ``y_pred``'s dtype if ``cast``.
+
+    ``xp`` given (a bound loss, see :meth:`Loss.bind`) skips the namespace
+    lookup; ``y_pred`` must then be a 2-d floating array of ``xp``.
+    """
+    if xp is None:
+        xp = array_api_compat.array_namespace(y_pred)
     if y_pred.ndim != 2 or not xp.isdtype(y_pred.dtype, "real floating"):
         got = f"{dtype_name(y_pred.dtype)} {_shape(y_pred)}"
         msg = f"`y_pred` must be a real floating array of shape (n, k), got {got}"
@@ -126,22 +134,48 @@ class Loss:
                 return self._compute(y_pred, y_true)
             return self._weighted(y_pred, y_true, sample_weight)
 
-    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
         raise NotImplementedError
 
-    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+    def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
         """The loss of each row, shape ``(n,)``: ``value`` is their mean."""
         raise NotImplementedError
 
-    def _weighted(self, y_pred: Any, y_true: Any, sample_weight: Any) -> tuple[Any, Any]:
+    def _weighted(self, y_pred: Any, y_true: Any, sample_weight: Any, xp: Any = None) -> tuple[Any, Any]:
         """``mean(w * l_i)`` (Keras's "sum_over_batch_size") and the per-sample gradient times ``w``."""
-        xp, dev = array_api_compat.array_namespace(y_pred), array_api_compat.device(y_pred)
+        xp = array_api_compat.array_namespace(y_pred) if xp is None else xp
+        dev = array_api_compat.device(y_pred)
         w = _backend.as_input(sample_weight, name="sample_weight", xp=xp, device=dev, dtype=y_pred.dtype)
         if tuple(w.shape) != (y_pred.shape[0],):
             msg = f"`sample_weight` must have shape ({y_pred.shape[0]},), one weight per row, got {_shape(w)}"
             raise ValueError(msg)
-        _, grad = self._compute(y_pred, y_true)
-        return xp.mean(self._rows(y_pred, y_true) * w), grad * w[:, None]
+        _, grad = self._compute(y_pred, y_true, xp)
+        return xp.mean(self._rows(y_pred, y_true, xp) * w), grad * w[:, None]
+
+    def bind(self, xp: Any) -> Callable[..., tuple[Any, Any]]:
+        """This loss for outputs of ``xp`` on the current device, without the per-call namespace lookup.
+
+        Training calls the loss once per batch on outputs it made itself; the
+        bound loss computes exactly what :meth:`__call__` does, with ``xp``
+        resolved once and the device left as the caller made it current.
+
+        Parameters
+        ----------
+        xp : namespace
+            The array API namespace of every ``y_pred`` the bound loss will see.
+
+        Returns
+        -------
+        callable
+            ``loss(y_pred, y_true, sample_weight=None) -> (value, grad)``.
+        """
+
+        def bound(y_pred: Any, y_true: Any, sample_weight: Any = None) -> tuple[Any, Any]:
+            if sample_weight is None:
+                return self._compute(y_pred, y_true, xp)
+            return self._weighted(y_pred, y_true, sample_weight, xp)
+
+        return bound
 
     def validate(self, y_true: Any, n_outputs: int, *, n_samples: int | None = None) -> None:
         """Check targets ``y`` once, values included, for a model with ``n_outputs`` outputs.
@@ -217,8 +251,8 @@ class MeanSquaredError(Loss):
 
     name = "mse"
 
-    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
-        xp, y_true = _prepare(y_pred, y_true, cast=True)
+    def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
+        xp, y_true = _prepare(y_pred, y_true, cast=True, xp=xp)
         diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
         value = xp.mean(diff * diff)
         scale = 2.0 / y_pred.shape[1]
@@ -227,8 +261,8 @@ class MeanSquaredError(Loss):
             return value, diff
         return value, diff * scale
 
-    def _rows(self, y_pred: Any, y_true: Any) -> Any:
-        xp, y_true = _prepare(y_pred, y_true, cast=True)
+    def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
+        xp, y_true = _prepare(y_pred, y_true, cast=True, xp=xp)
         diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
         return xp.mean(diff * diff, axis=1)
 
@@ -243,9 +277,9 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
 
-    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=True)
+        xp, t = _prepare(z, y_true, cast=True, xp=xp)
         t = _same_shape(z, t, xp=xp)
         e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow
         value = xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(e))
@@ -259,9 +293,9 @@ class BinaryCrossEntropy(Loss):
         grad = grad - t
         return value, grad if k == 1 else grad / k
 
-    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+    def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=True)
+        xp, t = _prepare(z, y_true, cast=True, xp=xp)
         t = _same_shape(z, t, xp=xp)
         return xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))), axis=1)
 
@@ -282,9 +316,9 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
 
-    def _compute(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=False)
+        xp, t = _prepare(z, y_true, cast=False, xp=xp)
         n, k = _shape(z)
         dev = array_api_compat.device(z)
         labels = t.ndim == 1
@@ -310,9 +344,9 @@ class SoftmaxCrossEntropy(Loss):
         p = p / total
         return value, (p if weight is None else p * weight) - t
 
-    def _rows(self, y_pred: Any, y_true: Any) -> Any:
+    def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=False)
+        xp, t = _prepare(z, y_true, cast=False, xp=xp)
         n, k = _shape(z)
         if t.ndim == 1:
             _check_labels(t, n, k, xp=xp)
@@ -357,6 +391,49 @@ softmax_cross_entropy = SoftmaxCrossEntropy()
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (mse, binary_cross_entropy, softmax_cross_entropy)}
 
 
+def target_classes(y_true: Any, n_outputs: int) -> Any:
+    """The class :func:`accuracy` compares each prediction with, computed once for many batches.
+
+    Parameters
+    ----------
+    y_true : array, shape (n,) or (n, n_outputs)
+        Checked targets (see :meth:`Loss.validate`), on any device.
+    n_outputs : int
+        The model's output width ``k``.
+
+    Returns
+    -------
+    array, shape (n,), on ``y_true``'s device
+        With ``k == 1``, whether each target is ``>= 0.5``; otherwise the
+        class index (the argmax of a one-hot row), in the index dtype of the
+        library's argmax.
+    """
+    xp, y = _host_or_device(y_true)
+    with _backend.on_device(array_api_compat.device(y)):
+        if n_outputs == 1:
+            return xp.reshape(y, (-1,)) >= 0.5
+        if y.ndim == 2:
+            return _argmax_rows(y, xp=xp)
+        index = xp.__array_namespace_info__().default_dtypes(device=array_api_compat.device(y))["indexing"]
+        return y if y.dtype == index else xp.astype(y, index)
+
+
+def hit_counter(xp: Any) -> Callable[[Any, Any], Any]:
+    """``hits(y_pred, classes)``: the number of rows :func:`accuracy` counts as right, a 0-d array.
+
+    ``classes`` are the rows' :func:`target_classes` on ``y_pred``'s device;
+    ``xp`` is resolved once, for a training loop's every batch.
+    """
+
+    def hits(y_pred: Any, classes: Any) -> Any:
+        guess = y_pred[:, 0] > 0 if y_pred.shape[1] == 1 else _argmax_rows(y_pred, xp=xp)
+        if guess.dtype != classes.dtype:
+            classes = xp.astype(classes, guess.dtype)
+        return xp.sum(xp.astype(guess == classes, y_pred.dtype))
+
+    return hits
+
+
 def accuracy(y_pred: Any, y_true: Any) -> Any:
     """Fraction of correct predictions, a 0-d array in ``y_pred``'s dtype and on its device.
 
@@ -373,8 +450,8 @@ def accuracy(y_pred: Any, y_true: Any) -> Any:
         return _accuracy(y_pred, y_true)
 
 
-def _accuracy(y_pred: Any, y_true: Any) -> Any:
-    xp, t = _prepare(y_pred, y_true, cast=False)
+def _accuracy(y_pred: Any, y_true: Any, xp: Any = None) -> Any:
+    xp, t = _prepare(y_pred, y_true, cast=False, xp=xp)
     n, k = _shape(y_pred)
     if k == 1:
         t = _same_shape(y_pred, xp.astype(t, y_pred.dtype), xp=xp)

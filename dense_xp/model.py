@@ -190,14 +190,29 @@ class Sequential:
         d_out = _backend.as_input(
             d_out, name="d_out", xp=self.xp, device=self.device, dtype=self.compute_dtype
         )
+        if lr is None:
+            return self._first().run_backward(d_out, input_grad=input_grad)
         for i in range(len(self._first().layers) - 1, -1, -1):
             layer = self._layers[i]
             n = d_out.shape[0]
             d_out = layer.backprop(d_out, input_grad=input_grad or i > 0)
             self._check_grads(i, layer, d_out, n, input_grad or i > 0)
-            if lr is not None:
-                for name, p in layer.parameters().items():
-                    setattr(layer, name, p - lr * layer.grads[name])
+            for name, p in layer.parameters().items():
+                setattr(layer, name, p - lr * layer.grads[name])
+        return d_out
+
+    def run_backward(self, d_out: Any, *, input_grad: bool) -> Any:
+        """Backpropagate through a checked model an output gradient of its own (training's hot path).
+
+        Every layer's ``d_input`` and ``grads`` are checked against its
+        widths and parameters; returns ``d_input`` (``None`` with
+        ``input_grad=False``).
+        """
+        for i in range(len(self._layers) - 1, -1, -1):
+            layer = self._layers[i]
+            n = d_out.shape[0]
+            d_out = layer.backprop(d_out, input_grad=input_grad or i > 0)
+            self._check_grads(i, layer, d_out, n, input_grad or i > 0)
         return d_out
 
     def _check_grads(self, i: int, layer: Layer, d_input: Any, n: int, wanted: bool) -> None:
@@ -247,7 +262,8 @@ class Sequential:
             msg = f"`values` must hold {len(slots)} arrays (one per parameter), got {len(values)}"
             raise ValueError(msg)
         for (layer, name), value in zip(slots, values, strict=True):
-            setattr(layer, name, value)
+            if getattr(layer, name) is not value:  # an update in place leaves the slot as it is
+                setattr(layer, name, value)
 
     def set_gradients(self, values: Iterable[Any]) -> None:
         """Replace every layer's gradients, in :meth:`parameters` order (loss scaling unscales them)."""

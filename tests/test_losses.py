@@ -6,7 +6,7 @@ import array_api_compat
 import numpy as np
 import pytest
 
-from dense_xp import losses
+from dense_xp import _backend, losses
 from dense_xp.losses import LOSSES, accuracy, get_loss
 from tests.helpers import central_diff, close, host, on, tol, wide
 
@@ -377,3 +377,45 @@ def test_get_loss():
         get_loss(3)
     with pytest.raises(TypeError, match=r"pass an instance, not the class"):
         get_loss(losses.MeanSquaredError)
+
+
+# -- the bound loss and the hit counter of training's hot path -----------------------------------------------
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_bound_loss_computes_what_the_loss_computes(backend, name):
+    xp, device = backend
+    dtype = wide(xp, device)
+    rng = np.random.default_rng(4)
+    z = on(xp, device, rng.standard_normal((7, 3)), dtype)
+    target = {"mse": rng.standard_normal((7, 3)), "binary_cross_entropy": rng.random((7, 3))}
+    t = on(xp, device, target.get(name, rng.integers(0, 3, 7)), None if name not in target else dtype)
+    w = on(xp, device, rng.random(7), dtype)
+    loss = LOSSES[name]
+    bound = loss.bind(xp)
+    for args in ((z, t), (z, t, w)):
+        value, grad = loss(*args)
+        with _backend.on_device(device):  # the caller of a bound loss makes its device current
+            bound_value, bound_grad = bound(*args)
+        np.testing.assert_array_equal(host(bound_value), host(value))
+        np.testing.assert_array_equal(host(bound_grad), host(grad))
+
+
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("form", ["labels", "onehot"])
+def test_hit_counter_counts_what_accuracy_measures(backend, k, form):
+    xp, device = backend
+    dtype = wide(xp, device)
+    rng = np.random.default_rng(5)
+    z = on(xp, device, rng.standard_normal((50, k)), dtype)
+    if k == 1:
+        y = rng.random(50)
+        t = on(xp, device, y, dtype)
+    else:
+        labels = rng.integers(0, k, 50)
+        t = on(
+            xp, device, labels if form == "labels" else np.eye(k)[labels], None if form == "labels" else dtype
+        )
+    classes = losses.target_classes(t, k)
+    with _backend.on_device(device):
+        hits = losses.hit_counter(xp)(z, classes)
+    assert float(host(hits)) == pytest.approx(float(host(accuracy(z, t))) * 50, abs=1e-4)
+    assert 0 < float(host(hits)) < 50  # not a trivial count

@@ -475,3 +475,43 @@ def test_a_subclass_taking_any_keyword_is_not_second_guessed():
             self.tags = tags
 
     assert Tagged(learning_rate=3).tags == {"learning_rate": 3}
+
+
+# -- the unchecked step of training's hot path, its scalars, and a step taken elsewhere ---------------------
+@pytest.mark.parametrize(
+    "make",
+    [lambda: SGD(0.1, momentum=0.9, dampening=0.2), lambda: Adam(1e-2, clip_norm=0.3), lambda: RMSprop(1e-2)],
+    ids=["sgd", "adam", "rmsprop"],
+)
+def test_step_unchecked_equals_step(make):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal((3, 2)), rng.standard_normal(2)]
+    grads = [[rng.standard_normal(p.shape) for p in params] for _ in range(5)]
+    a, b = make(), make()
+    pa, pb = [p.copy() for p in params], [p.copy() for p in params]
+    for g in grads:
+        pa = a.step(pa, g)
+        pb = b.step_unchecked(pb, g, b.scalars())  # the first falls back to the checked step
+    for x, y in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.steps == b.steps == 5
+
+
+def test_adam_scalars_are_the_bias_corrections_of_the_next_step():
+    opt = Adam(1e-2, betas=(0.8, 0.9))
+    assert opt.scalars() == {"lr": 1e-2, "step_size": 1e-2 / (1 - 0.8), "root": (1 - 0.9) ** 0.5}
+    opt.step([np.ones(2)], [np.ones(2)])
+    assert opt.scalars()["step_size"] == pytest.approx(1e-2 / (1 - 0.8**2), rel=1e-15)
+    assert SGD(0.1, momentum=0.5, dampening=0.25).scalars()["kept"] == 1.0  # torch: buf = d at first
+
+
+def test_record_step_takes_a_state_of_the_same_names_only():
+    opt = Adam(1e-2)
+    opt.step([np.ones(2)], [np.ones(2)])
+    state = [{k: v + 1 for k, v in opt.state[0].items()}]
+    opt.record_step(state)
+    assert opt.steps == 2
+    assert opt.state is state
+    with pytest.raises(ValueError, match="`state`"):
+        opt.record_step([{"exp_avg": np.ones(2)}])
+    assert opt.steps == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -43,6 +44,24 @@ def to_numpy(x: Any) -> np.ndarray:
 def is_host(x: Any) -> bool:
     """Whether ``x`` is host data: a NumPy array or scalar, or anything that is not an array."""
     return isinstance(x, (np.ndarray, np.generic)) or not array_api_compat.is_array_api_obj(x)
+
+
+def is_traced(x: Any) -> bool:
+    """Whether ``x`` is an abstract value inside a trace (``jax.jit``): it has no device of its own yet."""
+    jax_core = sys.modules.get("jax.core")
+    return jax_core is not None and isinstance(x, jax_core.Tracer)
+
+
+def cheap_reads(xp: Any, device: Any) -> bool:
+    """Whether reading a 0-d array of ``xp`` on ``device`` into Python costs no transfer or wait.
+
+    True for NumPy, whose arrays are host memory computed synchronously:
+    training sums its per-batch scalars there as Python floats, cheaper than
+    0-d array arithmetic. False elsewhere (GPUs, libraries that dispatch
+    asynchronously such as JAX and torch), where the sums stay on the device
+    and are read once per check.
+    """
+    return bool(array_api_compat.is_numpy_namespace(xp))
 
 
 def host_rng(seed: int | None) -> np.random.RandomState:
@@ -206,7 +225,9 @@ def as_input(x: Any, *, name: str, xp: Any, device: Any, dtype: Any = None) -> A
     if array_api_compat.is_array_api_obj(x) and not host:
         if array_api_compat.is_torch_array(x) and x.requires_grad:
             x = x.detach()  # parameters must never join an autograd graph
-        if array_api_compat.array_namespace(x) is not xp or array_api_compat.device(x) != device:
+        if array_api_compat.array_namespace(x) is not xp or (
+            array_api_compat.device(x) != device and not is_traced(x)
+        ):
             msg = (
                 f"`{name}` is {describe(x)}, but the layer lives on device {device!r} "
                 f"of {namespace_name(xp)}; pass host data or dense_xp.to_numpy({name}), "

@@ -302,7 +302,7 @@ class Layer:
                 "with .to(dtype=...)"
             )
             raise TypeError(msg)
-        if array_api_compat.device(value) != self.device:
+        if array_api_compat.device(value) != self.device and not _backend.is_traced(value):
             msg = f"{where} must be on the layer's device {self.device!r}, got {_backend.describe(value)}"
             raise ValueError(msg)
         return value

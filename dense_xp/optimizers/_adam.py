@@ -52,7 +52,7 @@ class Adam(Optimizer):
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
     def _update(self, i: int, p: Any, g: Any, lr: float, *, xp: Any, inplace: bool) -> Any:
-        (b1, b2), t = self.betas, self.steps
+        (b1, b2), now = self.betas, self._now
         if self.weight_decay and self._decoupled:
             p = mul(p, 1.0 - lr * self.weight_decay, inplace)
         elif self.weight_decay:
@@ -61,10 +61,16 @@ class Adam(Optimizer):
         m = add(mul(state["exp_avg"], b1, inplace), g * (1.0 - b1), inplace)
         v = add(mul(state["exp_avg_sq"], b2, inplace), mul(g * g, 1.0 - b2, inplace), inplace)
         state["exp_avg"], state["exp_avg_sq"] = m, v
-        step_size = lr / (1.0 - b1**t)
-        denom = add(div(xp.sqrt(v), math.sqrt(1.0 - b2**t), inplace), self.eps, inplace)
+        step_size = now["step_size"]
+        denom = add(div(xp.sqrt(v), now["root"], inplace), self.eps, inplace)
         update = m / denom
         return sub(p, mul(update, step_size, inplace), inplace)
+
+    def scalars(self) -> dict[str, Any]:
+        """``lr``, ``step_size = lr / (1 - b1^t)`` and ``root = sqrt(1 - b2^t)`` of the next step ``t``."""
+        (b1, b2), t = self.betas, self.steps + 1
+        lr = self.lr
+        return {"lr": lr, "step_size": lr / (1.0 - b1**t), "root": math.sqrt(1.0 - b2**t)}
 
     def _config(self) -> dict[str, Any]:
         hyper = {"betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}

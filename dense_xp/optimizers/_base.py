@@ -87,6 +87,7 @@ class Optimizer(Stateful):
         self._wide: list[Any] = []  # per position: the dtype of state and arithmetic
         self._xp: Any = None
         self._pending: dict[str, Any] | None = None  # loaded host state, placed on the next check or step
+        self._now: dict[str, Any] = {}  # scalars() of the step being taken
 
     # -- learning rate -----------------------------------------------------
     @property
@@ -213,11 +214,75 @@ class Optimizer(Stateful):
         with _backend.on_device(signatures[0][2]):  # state and updates on the parameters' device
             if self._signatures is None:
                 self._start(params, signatures, xp)
-            lr = self.lr
+            self._now = self.scalars()
+            lr = self._now["lr"]
             clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
             self.steps += 1
             pairs = enumerate(zip(params, grads, strict=True))
             return [self._apply(i, p, g, lr, clip, xp=xp) for i, (p, g) in pairs]
+
+    def scalars(self) -> dict[str, Any]:
+        """The numbers of the next step, computed on the host: ``lr`` and those of the step count.
+
+        A compiled training step (``jax.jit``) takes them as arguments, so that
+        one trace serves every step; :meth:`step_unchecked` accepts them back.
+        Subclasses add their own (Adam's bias corrections).
+        """
+        return {"lr": self.lr}
+
+    def step_unchecked(
+        self, params: Sequence[Any], grads: Sequence[Any], scalars: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """:meth:`step` without its per-call checks, for a training loop that made them once.
+
+        ``fit`` calls :meth:`check` on the model's parameters before training and
+        checks every gradient a layer returns against its parameter; this
+        step then only updates. The first step (or the first after
+        :meth:`reset` or a loaded state) runs the checked :meth:`step`, which
+        records the parameters' shapes, dtypes and devices. The caller runs
+        it with the parameters' device current.
+
+        Parameters
+        ----------
+        params, grads : sequence of arrays
+            As for :meth:`step`, and with the shapes, dtypes and devices of
+            the parameters of the first step.
+        scalars : mapping, optional
+            :meth:`scalars` of this step, taken before it (a compiled step
+            passes them in as traced values); computed here by default.
+
+        Returns
+        -------
+        list of arrays
+            As :meth:`step`.
+        """
+        if self._signatures is None or len(params) != len(self._signatures):
+            return self.step(params, grads)
+        self._now = dict(self.scalars() if scalars is None else scalars)
+        xp, lr = self._xp, self._now["lr"]
+        clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
+        self.steps += 1
+        return [
+            self._apply(i, p, g, lr, clip, xp=xp) for i, (p, g) in enumerate(zip(params, grads, strict=True))
+        ]
+
+    def record_step(self, state: list[dict[str, Any]]) -> None:
+        """Take the state of a step computed elsewhere (a compiled training step): one more step taken.
+
+        Parameters
+        ----------
+        state : list of dict
+            The new :attr:`state`, per position the same names, shapes and
+            dtypes as now (what :meth:`step_unchecked` of a copy returned).
+        """
+        if len(state) != len(self.state) or any(
+            a.keys() != b.keys() for a, b in zip(state, self.state, strict=True)
+        ):
+            names = [sorted(s) for s in self.state]
+            msg = f"`state` must hold the names {names} per position, got {[sorted(s) for s in state]}"
+            raise ValueError(msg)
+        self.state = state
+        self.steps += 1
 
     def _signatures_of(self, params: list[Any], grads: list[Any]) -> tuple[Any, list[tuple[Any, ...]]]:
         """The namespace and the ``(shape, dtype, device)`` of each parameter, which must be real floating."""

@@ -68,7 +68,7 @@ class SGD(Optimizer):
             d, fresh = add(p * self.weight_decay, g, inplace), True
         if self.momentum:
             state = self.state[i]
-            kept = 1.0 - self.dampening if self.steps > 1 else 1.0  # torch: buf = d on the first step
+            kept = self._now["kept"]
             buf = mul(state["momentum_buffer"], self.momentum, inplace)
             buf = add(buf, d if kept == 1.0 else d * kept, inplace)
             state["momentum_buffer"] = buf
@@ -78,6 +78,10 @@ class SGD(Optimizer):
             else:
                 d, fresh = buf, False
         return sub(p, mul(d, lr, inplace) if fresh else d * lr, inplace)
+
+    def scalars(self) -> dict[str, Any]:
+        """``lr`` and ``kept``, the share of the gradient into the momentum buffer (all at first: torch)."""
+        return {**super().scalars(), "kept": 1.0 - self.dampening if self.steps >= 1 else 1.0}
 
     def _config(self) -> dict[str, Any]:
         return {

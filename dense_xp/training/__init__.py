@@ -13,7 +13,7 @@ from typing import Any
 from .. import _backend, _data, distributed
 from ..callbacks import CallbackList
 from ..losses import Loss
-from . import _arguments, _dask, _loop, _memory, _weights
+from . import _arguments, _compiled, _dask, _loop, _memory, _weights
 from ._arguments import FitData, FitOptions
 from ._guard import TrainingDivergedError
 
@@ -43,6 +43,7 @@ def fit(
     progress: bool = True,
     check_finite: bool = True,
     check_every: int = CHECK_EVERY,
+    compile: bool | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` with mini-batches; host data moves to the device batch by batch.
 
@@ -102,6 +103,17 @@ def fit(
         host synchronisation in between. Smaller values locate a divergence
         more precisely; 1 checks every batch. (On Dask arrays every step is
         checked: its loss reaches the client anyway.)
+    compile : bool, optional
+        Whether the training step runs as one compiled function. ``None``
+        (the default) compiles where dense_xp can: on JAX, ``jax.jit``
+        traces forward, loss, backward, clipping and the optimizer's update
+        once per batch shape, with the same results as eager training,
+        where the layers and the loss are dense_xp's own. ``True`` also
+        traces layers and losses of one's own (they must then be pure array
+        code: Python side effects run once, at the trace) and refuses what
+        cannot compile (other libraries, Dask data, float16 loss scaling);
+        ``False`` trains eagerly. Random layers (Dropout) train eagerly
+        either way: a trace would freeze their masks.
 
     Returns
     -------
@@ -135,7 +147,7 @@ def fit(
     """
     options = _arguments.options(
         loss, optimizer, epochs, batch_size, shuffle, seed, _arguments.verbosity(verbose, progress),
-        check_finite, check_every, initial_epoch,
+        check_finite, check_every, initial_epoch, compile,
     )  # fmt: skip
     data = FitData(X, y, sample_weight, _weights.check_class_weight(class_weight, sample_weight))
     data.validation = _arguments.validation(validation_data, validation_split)
@@ -148,6 +160,9 @@ def fit(
     with _backend.on_device(model.device):
         model.check()
         if distributed.is_dask(X, y) or distributed.is_lazy(model):
+            if options.compile:
+                msg = "`compile=True` needs in-memory data: a Dask fit runs its steps on the workers"
+                raise ValueError(msg)
             engine, validation = _dask.prepare(model, _arguments.split(data, validation_split), options)
         else:
             engine, validation = _in_memory(model, data, validation_split, options)
@@ -185,6 +200,10 @@ def _in_memory(model: Any, data: FitData, validation_split: float, options: FitO
         model.build(int(X.shape[1]))
         if not width_known:
             _data.check_pair(model, data.X, data.y, options.loss)
+    reason = _compiled.plan(model, options, _memory.loss_scaling(model))
+    if options.compile and reason is not None:
+        msg = f"`compile=True` cannot compile the training step of this model: {reason}"
+        raise ValueError(msg)
     options.optimizer.check(model.parameters())
     return _memory.Engine(model, data.X, data.y, options, weights), validation
 

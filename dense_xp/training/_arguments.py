@@ -29,6 +29,7 @@ class FitOptions:
     check_every: int
     initial_epoch: int = 0
     callbacks: Any = None  # a CallbackList
+    compile: bool | None = None  # None: compile the step where the model's library can
 
 
 @dataclass
@@ -44,7 +45,7 @@ class FitData:
 
 def options(
     loss: Any, optimizer: Any, epochs: Any, batch_size: Any, shuffle: Any, seed: Any, verbose: int,
-    check_finite: Any, check_every: Any, initial_epoch: Any,
+    check_finite: Any, check_every: Any, initial_epoch: Any, compile: Any = None,
 ) -> FitOptions:  # fmt: skip
     """Every argument check both engines share, before anything is computed."""
     loss, optimizer = get_loss(loss), get_optimizer(optimizer)
@@ -58,10 +59,13 @@ def options(
     check_every = _checks.check_int(check_every, "check_every", minimum=1)
     for name, flag in (("shuffle", shuffle), ("check_finite", check_finite)):
         _checks.check_bool(flag, name)
+    if compile is not None:
+        _checks.check_bool(compile, "compile")
     rng = _backend.host_rng(_checks.check_seed(seed))
     return FitOptions(
-        loss, optimizer, epochs, batch_size, shuffle, rng, verbose, check_finite, check_every, initial_epoch
-    )
+        loss, optimizer, epochs, batch_size, shuffle, rng, verbose, check_finite, check_every, initial_epoch,
+        compile=compile,
+    )  # fmt: skip
 
 
 def verbosity(verbose: Any, progress: Any) -> int:

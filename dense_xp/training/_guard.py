@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .. import _checks
+from .. import _backend, _checks
 
 __all__ = ["Guard", "TrainingDivergedError"]
 
@@ -49,12 +49,19 @@ class Guard:
         self.model, self.optimizer, self.every, self.xp = model, optimizer, every, xp
         wide = _checks.dtype_name(dtype) == "float16"  # sums of many batches overflow float16
         self.dtype = xp.float32 if wide else dtype
-        self.widen: Callable[[Any], Any] = (lambda a: xp.astype(a, xp.float32)) if wide else (lambda a: a)
+        # where a read costs nothing (NumPy, torch on the CPU) the sums are Python floats
+        self.host = _backend.cheap_reads(xp, model.device)
+        self.widen: Callable[[Any], Any]
+        if self.host:
+            self.widen = float
+        else:
+            self.widen = (lambda a: xp.astype(a, xp.float32)) if wide else (lambda a: a)
         self._nan = xp.full((), math.nan, dtype=self.dtype, device=model.device)
         self._save()
 
     def zero(self) -> Any:
-        return self.xp.zeros((), dtype=self.dtype, device=self.model.device)
+        """The start of a running sum: ``0.0``, or a 0-d array on the device."""
+        return 0.0 if self.host else self.xp.zeros((), dtype=self.dtype, device=self.model.device)
 
     def _arrays(self) -> list[Any]:
         arrays: list[Any] = self.model.parameters() + self.model.states()
@@ -81,7 +88,9 @@ class Guard:
         for a in self._arrays():
             finite = xp.all(xp.isfinite(a))
             ok = finite if ok is None else xp.logical_and(ok, finite)
-        value = float(xp.where(ok, window, self._nan))
+        value = (
+            (float(window) if bool(ok) else math.nan) if self.host else float(xp.where(ok, window, self._nan))
+        )
         if math.isfinite(value):
             self._save()
             return value

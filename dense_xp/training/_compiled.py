@@ -1,0 +1,185 @@
+"""A JAX model's whole training step as one ``jax.jit`` function, from the same array API code.
+
+The step -- forward, loss, backward, gradient clipping, the optimizer's
+update and the batch's loss and hit sums -- is traced once per batch shape on
+a copy of the model and the optimizer (the *twin*), whose parameters, state
+and per-step numbers (:meth:`dense_xp.optimizers.Optimizer.scalars`: the
+learning rate, Adam's bias corrections) are the traced arguments. Each batch
+then runs the compiled function and hands its results to the real model and
+optimizer, so that everything around the step (the guard, callbacks,
+checkpoints, early stopping) sees what it sees without compilation.
+
+Training stays eager, with the same results, where a trace cannot be exact:
+float16 loss scaling (its skip of a step is decided on the host, see
+:func:`plan`), and any step whose trace fails: random layers (a Dropout's
+mask is keyed by the step number, which the trace shows as a value that
+refuses every use: frozen into a trace it would repeat one mask, and Threefry
+under XLA is slow) and anything that reads a traced value on the host. The
+eager step then runs, and raises any real error with its own message.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import weakref
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .. import _backend, _data
+from ..layers.base import training_batch
+
+__all__ = ["CompiledStep", "compiled_step", "plan"]
+
+# per model, the compiled step of its last fit: a later fit with the same optimizer, loss and
+# layers reuses the trace (fit(epochs=1) in a loop compiles once)
+_LAST: weakref.WeakKeyDictionary[Any, tuple[Any, CompiledStep]] = weakref.WeakKeyDictionary()
+
+
+class RandomLayerError(Exception):
+    """A layer read the training step's position (it draws random numbers): the step is not traced."""
+
+
+class _Untraceable:
+    """The step number a traced batch shows a random layer: any use of it stops the trace."""
+
+    def _refuse(self, *args: Any) -> Any:
+        raise RandomLayerError
+
+    __index__ = __int__ = __float__ = __bool__ = __hash__ = _refuse
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __add__ = __radd__ = __mul__ = __rmul__ = __sub__ = __rsub__ = __and__ = __rshift__ = _refuse
+
+
+def plan(model: Any, options: Any, scaling: bool) -> str | None:
+    """Why ``fit`` trains ``model`` eagerly, or ``None`` where it compiles the step.
+
+    Compiled: models on JAX, without loss scaling, with ``compile=None``
+    where every layer is one of dense_xp's and the loss too (a layer or loss
+    of one's own may keep Python state that a trace would run once only), or
+    with ``compile=True`` whatever they are.
+    """
+    if options.compile is False:
+        return "compile=False"
+    if not array_api_compat.is_jax_namespace(model.xp):
+        return "only JAX models compile"
+    if scaling:
+        return "float16 loss scaling decides on the host whether a step is taken"
+    if options.compile is None:
+        own = [type(x).__name__ for x in (*model.layers, options.loss) if not _ours(x)]
+        if own:
+            return f"{', '.join(own)} is not dense_xp's own: pass compile=True to trace it"
+    return None
+
+
+def _ours(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "dense_xp"
+
+
+def _signature(model: Any, loss: Any, optimizer: Any) -> tuple[Any, ...]:
+    layers = tuple(
+        (
+            type(layer),
+            layer.get_config(),
+            tuple((k, tuple(a.shape), a.dtype) for k, a in layer.arrays().items()),
+        )
+        for layer in model.layers
+    )
+    return id(optimizer), repr(optimizer), id(loss), layers
+
+
+def compiled_step(model: Any, loss: Any, optimizer: Any, hits: Any) -> CompiledStep:
+    """The compiled step of ``model`` for this fit: the last fit's where nothing it traced has changed."""
+    key = _signature(model, loss, optimizer)
+    last = _LAST.get(model)
+    if last is not None and last[0] == key:
+        return last[1]
+    step = CompiledStep(model, loss, optimizer, hits)
+    _LAST[model] = (key, step)
+    return step
+
+
+class CompiledStep:
+    """``step(model, optimizer, arrays)``: one batch through the compiled function; ``None`` once it gave up.
+
+    It keeps no reference to the model or the optimizer it was made for
+    (only to its twin), so that a model's cached step does not keep it alive.
+
+    Parameters
+    ----------
+    model : Sequential
+        A checked, built JAX model.
+    loss : callable
+        The loss, ``loss(y_pred, y_true, sample_weight=None)``.
+    optimizer : Optimizer
+        Started: its first step ran eagerly, so its state exists.
+    hits : callable
+        ``hits(y_pred, classes)`` (:func:`dense_xp.losses.hit_counter`).
+    """
+
+    def __init__(self, model: Any, loss: Any, optimizer: Any, hits: Any) -> None:
+        jax = importlib.import_module("jax")
+        self.loss, self.hits = loss, hits
+        self.twin = copy.deepcopy((model, optimizer))  # traced in place of the real pair
+        self.jit = jax.jit(self._pure, static_argnums=5)
+        self.reason: str | None = None  # why it gave up
+
+    def _pure(self, params: Any, states: Any, state: Any, scalars: Any, batch: Any, gathered: Any) -> Any:
+        """The step as a function of arrays: traced once per shape, never run eagerly.
+
+        ``batch`` is ``(rows, X, y, classes, weights or None)``: the arrays
+        marked in the static ``gathered`` are whole and their ``rows`` are
+        gathered here, on the device; the others are the batch already.
+        """
+        model, optimizer = self.twin
+        xp, (rows, *arrays) = model.xp, batch
+        pairs = zip(arrays, gathered, strict=True)
+        Xb, yb, classes, wb = (xp.take(a, rows, axis=0) if take and a is not None else a for a, take in pairs)
+        model.set_parameters(params)
+        model.set_states(states)
+        optimizer.state = state
+        with training_batch(_Untraceable(), range(Xb.shape[0])):  # type: ignore[arg-type]
+            out = _data.widen(model, model.run_forward(Xb, training=True))
+        value, grad = self.loss(out, yb) if wb is None else self.loss(out, yb, sample_weight=wb)
+        model.run_backward(grad, input_grad=False)
+        grads = model.gradients()
+        new = optimizer.step_unchecked(params, grads, scalars)
+        return new, model.states(), optimizer.state, grads, value * out.shape[0], self.hits(out, classes)
+
+    def __call__(
+        self, model: Any, optimizer: Any, arrays: tuple[Any, ...], index: Any
+    ) -> tuple[Any, Any] | None:
+        """Train on rows ``index`` (a slice or host indices) of ``(X, y, classes[, weights])``.
+
+        Returns ``(summed loss, hits)`` on the device, or ``None`` where the
+        step cannot be traced (then nothing has changed). Arrays on the
+        device go in whole and are gathered in the compiled function; host
+        arrays are sliced here and copied in.
+        """
+        X, y, classes, *w = arrays
+        whole = (X, y, classes, w[0] if w else None)
+        gathered = tuple(a is not None and not _backend.is_host(a) for a in whole)
+        batch = tuple(a if take or a is None else a[index] for a, take in zip(whole, gathered, strict=True))
+        rows = np.arange(index.start, min(index.stop, X.shape[0])) if isinstance(index, slice) else index
+        rows = np.asarray(rows, dtype=np.int32 if X.shape[0] < 2**31 else np.int64)
+        try:
+            new, states, state, grads, loss_sum, hits = self.jit(
+                model.parameters(),
+                model.states(),
+                optimizer.state,
+                optimizer.scalars(),
+                (rows, *batch),
+                gathered,
+            )
+        except Exception as exc:  # the eager step raises any real error, with its own message
+            self.reason = (
+                f"tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+            return None
+        model.set_parameters(new)
+        model.set_states(states)
+        model.set_gradients(grads)
+        optimizer.record_step(state)
+        return loss_sum, hits
