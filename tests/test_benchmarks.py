@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.gpu_check import FILES, pytest_counts, targets
@@ -314,3 +315,42 @@ def test_bench_sklearn_writes_table_and_json(tmp_path):
         assert cpu["dense_xp"]["s"] > 0
         assert cpu["dense_xp"]["loss"] == pytest.approx(cpu["sklearn"]["loss"], rel=1e-5)  # the same work
     assert "x" in out.with_suffix(".txt").read_text().splitlines()[1]
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_bench_fit_implementations_do_the_same_work(opt):
+    """After one epoch from the same weights, every training implementation holds the same weights."""
+    from benchmarks import _fit_impls
+
+    case = (16, 8, 8, opt)
+    reference = _fit_impls.build_dense_xp(case)[0]()
+    compared = 0
+    for name in ("hand", "torch", "jax.jit", "dense_xp-jax"):
+        try:
+            epoch, batches = _fit_impls.BUILDERS[name](case)
+        except _fit_impls.Skip:
+            continue
+        assert batches == 400
+        for got, want in zip(epoch(), reference, strict=True):
+            np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6, err_msg=name)
+        compared += 1
+    assert compared >= 1
+    assert not np.allclose(reference[0], _fit_impls._init(8, 8)[0], atol=1e-4)  # the epoch moved the weights
+
+
+def test_bench_fit_writes_table_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib", reason="the bench extra is not installed")
+    pytest.importorskip("threadpoolctl", reason="the bench extra is not installed")
+    from benchmarks import bench_fit
+
+    out = tmp_path / "fit"
+    argv = ["--shapes", "tiny", "--optimizers", "sgd", "--passes", "2", "--budget", "0.01", "--out", str(out)]
+    assert bench_fit.main([*argv, "--skip", "torch.compile"]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    timed = {r["impl"] for r in report["records"] if "ms" in r}
+    assert {"floor", "hand", "dense_xp"} <= timed
+    assert all(len(r["ms"]) == 2 and min(r["ms"]) > 0 for r in report["records"] if "ms" in r)
+    table = out.with_suffix(".txt").read_text()
+    assert "x floor" in table
+    assert "dense_xp" in table
+    assert out.with_suffix(".png").stat().st_size > 1000
