@@ -67,7 +67,8 @@ def build_dense_xp(case: Case, device: Any = "cpu") -> Built:
     def epoch() -> Any:
         model.fit(X, y, loss="mse", optimizer=optimizer, epochs=1, batch_size=n, shuffle=False, verbose=0)
         return tuple(
-            dense_xp.to_numpy(p).reshape(s) for p, s in zip(model.parameters(), ((d_in, d_out), d_out))
+            dense_xp.to_numpy(p).reshape(s)
+            for p, s in zip(model.parameters(), ((d_in, d_out), d_out), strict=True)
         )
 
     return epoch, batches
