@@ -31,6 +31,10 @@ the same way on every backend and path (generic, NumPy fused, CUDA fused): a
 NaN in ``z`` gives NaN in ``y``, and ``backward`` is the IEEE product
 ``g * act'(z)``, NaN wherever ``z`` or ``g`` is NaN (``relu'`` of NaN is NaN,
 not 0). :func:`register_activation` adds activations of one's own.
+
+This module holds the entries (:class:`Activation`), the table and the
+lookup and registration of names; the built-in functions themselves live
+in ``dense_xp._activation_functions``.
 """
 
 from __future__ import annotations
@@ -38,8 +42,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._activation_functions import (
+    _gelu,
+    _gelu_backward,
+    _identity,
+    _identity_backward,
+    _leaky_relu,
+    _leaky_relu_backward,
+    _relu,
+    _relu_backward,
+    _relu_backward_from_input,
+    _sigmoid,
+    _sigmoid_backward,
+    _sigmoid_backward_from_input,
+    _silu,
+    _silu_backward,
+    _softplus,
+    _softplus_backward,
+    _softplus_backward_from_input,
+    _tanh,
+    _tanh_backward,
+    _tanh_backward_from_input,
+)
 from ._checks import dtype_name
-from ._precision import GELU_K1, GELU_K2, GELU_K3, NARROW_DTYPES, in_float32, logistic
+from ._precision import NARROW_DTYPES
 
 __all__ = [
     "ACTIVATIONS",
@@ -51,9 +77,6 @@ __all__ = [
     "register_activation",
 ]
 
-_LEAK = 0.01
-# |z| past which gelu' is exactly 0 or 1 in every dtype: z is clipped there, so z**2 stays finite
-_GELU_SATURATED = 1e6
 _SAVES = ("input", "output")
 
 
@@ -96,114 +119,6 @@ class Activation(NamedTuple):
         ):
             return Backward("input", self.backward_from_input)
         return Backward(self.saves, self.backward)
-
-
-def _identity(z: Any, *, xp: Any) -> Any:
-    return z
-
-
-def _identity_backward(g: Any, _: Any, *, xp: Any) -> Any:
-    return g
-
-
-def _relu(z: Any, *, xp: Any) -> Any:
-    return xp.where(z < 0, 0.0, z)  # NaN is not < 0: it stays NaN
-
-
-def _relu_backward(g: Any, y: Any, *, xp: Any) -> Any:
-    return g * xp.sign(y)  # y >= 0, so sign(y) is relu'(z): 1, 0, or NaN for NaN
-
-
-def _relu_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    return _relu_backward(g, _relu(z, xp=xp), xp=xp)
-
-
-@in_float32
-def _sigmoid(z: Any, *, xp: Any) -> Any:
-    if dtype_name(z.dtype) == "float64":  # the reference layer's formula, bit for bit
-        return 1.0 / (1.0 + xp.exp(-xp.clip(z, -500.0, 500.0)))
-    e, _, d = logistic(z, xp)
-    return e / d
-
-
-@in_float32
-def _sigmoid_backward(g: Any, y: Any, *, xp: Any) -> Any:
-    return g * (y * (1.0 - y))
-
-
-@in_float32
-def _sigmoid_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    e, f, d = logistic(z, xp)
-    return g * ((e * f / d) / d)
-
-
-@in_float32
-def _tanh(z: Any, *, xp: Any) -> Any:
-    return xp.tanh(z)
-
-
-@in_float32
-def _tanh_backward(g: Any, y: Any, *, xp: Any) -> Any:
-    return g * ((1.0 - y) * (1.0 + y))  # 1 - y*y would cancel: y*y is rounded near 1
-
-
-@in_float32
-def _tanh_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    t = xp.exp(-2.0 * xp.abs(z))  # 1 - tanh(z)**2 = 4 t / (1 + t)**2: no cancellation
-    return g * ((4.0 * t / (1.0 + t)) / (1.0 + t))
-
-
-def _leaky_relu(z: Any, *, xp: Any) -> Any:
-    return xp.where(z > 0, z, _LEAK * z)
-
-
-def _leaky_relu_backward(g: Any, y: Any, *, xp: Any) -> Any:
-    # y > 0 exactly where z > 0: the same function takes y or z
-    return xp.where(y > 0, g, xp.where(y <= 0, _LEAK * g, y))  # NaN in y: NaN out
-
-
-@in_float32
-def _gelu(z: Any, *, xp: Any) -> Any:
-    # 0.5 z (1 + tanh(u)) = z sigmoid(2u): no cancellation in 1 + tanh(u) for z < 0
-    e, _, d = logistic(z * (GELU_K1 + GELU_K2 * (z * z)), xp)
-    return z * (e / d)
-
-
-@in_float32
-def _gelu_backward(g: Any, z: Any, *, xp: Any) -> Any:
-    z = xp.clip(z, -_GELU_SATURATED, _GELU_SATURATED)
-    z2 = z * z
-    e, f, d = logistic(z * (GELU_K1 + GELU_K2 * z2), xp)
-    return g * (e / d + z * (GELU_K1 + GELU_K3 * z2) * ((e * f / d) / d))
-
-
-@in_float32
-def _softplus(z: Any, *, xp: Any) -> Any:
-    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): never overflows.
-    return xp.where(z > 0, z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
-
-
-@in_float32
-def _softplus_backward(g: Any, y: Any, *, xp: Any) -> Any:
-    return g * -xp.expm1(-y)  # softplus' = sigmoid = 1 - exp(-softplus): the derivative from the output
-
-
-@in_float32
-def _softplus_backward_from_input(g: Any, z: Any, *, xp: Any) -> Any:
-    e, _, d = logistic(z, xp)
-    return g * (e / d)
-
-
-@in_float32
-def _silu(z: Any, *, xp: Any) -> Any:
-    e, _, d = logistic(z, xp)
-    return z * (e / d)
-
-
-@in_float32
-def _silu_backward(g: Any, z: Any, *, xp: Any) -> Any:
-    e, f, d = logistic(z, xp)
-    return g * ((e / d) * (1.0 + z * (f / d)))
 
 
 _TABLE = (

@@ -1,4 +1,4 @@
-"""The layer contract: what every layer gives the model, training, checkpoints and pickles.
+"""The layer contract: the :class:`Layer` base class, and the registration of layer classes by name.
 
 A layer is a subclass of :class:`Layer` that writes four methods; the base
 class does the rest (placement on a namespace and device, dtypes, checked
@@ -10,70 +10,26 @@ parameter slots, moves, copies, pickling, checkpoints)::
     get_config() -> dict                 JSON-able constructor arguments: cls(**config) rebuilds it
 
 See the docs' "Writing a layer" page and :class:`Layer` for the rules of each.
+:func:`register_layer` makes a class loadable from checkpoints by name. The
+base class's helpers live beside it: the table of registered classes in
+``_registry``, the array slots in ``_slots``, moves, copies and pickles in
+``_transfer``, and the :func:`filling` / :func:`training_batch` blocks in
+``_context``; everything is importable from here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import copy
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
-import array_api_compat
-
 from .. import _backend, _checks, _save
+from . import _registry, _slots, _transfer
+from ._context import DECLARE as DECLARE
+from ._context import batch_position, filled_from, training_batch
+from ._context import filling as filling
+from ._registry import LAYERS, get_layer_class
+from ._slots import Init as Init
 
 __all__ = ["LAYERS", "Layer", "batch_position", "get_layer_class", "register_layer", "training_batch"]
-
-Init = Callable[[], Any] | str  # a host array maker, or "zeros" / "ones"
-_INITS = ("zeros", "ones")
-
-# How add_parameter / add_state fill arrays: None (initialize), a dict of host arrays (loading),
-# or _DECLARE (record the shapes only: a checkpoint's manifest is checked before any data is read).
-_DECLARE = object()
-_filling: contextvars.ContextVar[Any] = contextvars.ContextVar("dense_xp_layer_filling", default=None)
-
-
-@contextlib.contextmanager
-def filling(values: Any) -> Iterator[None]:
-    """Within the block, layers built take their arrays from ``values`` (host arrays by name), or
-    only declare their shapes when ``values`` is :data:`DECLARE`."""
-    token = _filling.set(values)
-    try:
-        yield
-    finally:
-        _filling.reset(token)
-
-
-DECLARE = _DECLARE
-
-# Which step of training and which rows of the data a forward pass computes (for random layers).
-_batch: contextvars.ContextVar[tuple[int, Any] | None] = contextvars.ContextVar(
-    "dense_xp_batch", default=None
-)
-
-
-@contextlib.contextmanager
-def training_batch(step: int, rows: Any) -> Iterator[None]:
-    """Within the block, forward passes compute training step ``step`` on the data rows ``rows``.
-
-    ``rows`` is a ``range`` of global row indices or a 1-D integer array of
-    them (host or device), one per row of the batch. Training sets it (in
-    memory and on every Dask chunk alike), so a random layer keyed by
-    ``(step, row)`` draws the same numbers for a sample whatever the batch
-    order or the chunking.
-    """
-    token = _batch.set((step, rows))
-    try:
-        yield
-    finally:
-        _batch.reset(token)
-
-
-def batch_position() -> tuple[int, Any] | None:
-    """``(step, rows)`` set by :func:`training_batch`, or ``None`` outside training."""
-    return _batch.get()
 
 
 class Layer:
@@ -211,26 +167,7 @@ class Layer:
         self._states += (name,)
 
     def _declare(self, name: str, shape: tuple[int, ...], init: Init) -> None:
-        if not name.isidentifier() or name in self._shapes or hasattr(type(self), name):
-            msg = f"`name` must be a new identifier for an array of {type(self).__name__}, got {name!r}"
-            raise ValueError(msg)
-        shape = tuple(_checks.check_int(n, f"shape of {name}") for n in shape)
-        self._shapes[name] = shape
-        values = _filling.get()
-        if values is _DECLARE:
-            return
-        xp, device, dtype = self.xp, self.device, self._param_dtype
-        with _backend.on_device(device):
-            if values is not None:
-                array = _backend.from_host(values[name], xp=xp, device=device, dtype=dtype, copy=True)
-            elif init in _INITS:
-                array = (xp.zeros if init == "zeros" else xp.ones)(shape, dtype=dtype, device=device)
-            elif callable(init):
-                array = _backend.from_host(init(), xp=xp, device=device, dtype=dtype)
-            else:
-                msg = f"`init` of {name!r} must be a callable or one of {_INITS}, got {init!r}"
-                raise TypeError(msg)
-        object.__setattr__(self, name, array)
+        _slots.declare(self, name, shape, init)
 
     # -- building -----------------------------------------------------------------
     @property
@@ -248,7 +185,7 @@ class Layer:
             return int(self.output_size)  # type: ignore[arg-type]
         output = _checks.check_int(self.build(input_size), f"{type(self).__name__}.build's output width")
         self.input_size, self.output_size = input_size, output
-        if _filling.get() is not _DECLARE:
+        if filled_from() is not DECLARE:
             self._settle()
         return output
 
@@ -281,31 +218,8 @@ class Layer:
     def _checked(self, name: str, value: Any) -> Any:
         """``value`` for slot ``name`` if it is an array of the layer's library, device, dtype and shape."""
         where = f"`{self.path}.{name}`" if self.path else f"`{name}`"
-        expected = f"{_checks.dtype_name(self._param_dtype)} array of shape {self._shapes[name]}"
-        home = f"{_backend.namespace_name(self.xp)} on device {self.device!r}"
-        if (
-            not array_api_compat.is_array_api_obj(value)
-            or array_api_compat.array_namespace(value) is not self.xp
-        ):
-            got = _backend.describe(value)
-            msg = f"{where} must be a {expected} of {home} (the layer's), got {got}"
-            raise TypeError(msg)
-        if array_api_compat.is_torch_array(value) and value.requires_grad:
-            value = value.detach()  # parameters never join an autograd graph
-        if tuple(value.shape) != self._shapes[name]:
-            msg = f"{where} must have shape {self._shapes[name]}, got {tuple(value.shape)}"
-            raise ValueError(msg)
-        if value.dtype != self._param_dtype:
-            msg = (
-                f"{where} must have the layer's param_dtype {_checks.dtype_name(self._param_dtype)}, got "
-                f"{_checks.dtype_name(value.dtype)}; cast it with xp.astype, or move the whole model "
-                "with .to(dtype=...)"
-            )
-            raise TypeError(msg)
-        if array_api_compat.device(value) != self.device and not _backend.is_traced(value):
-            msg = f"{where} must be on the layer's device {self.device!r}, got {_backend.describe(value)}"
-            raise ValueError(msg)
-        return value
+        placement = {"xp": self.xp, "device": self.device, "dtype": self._param_dtype}
+        return _slots.checked(value, where, self._shapes[name], **placement)
 
     # -- dtypes and the compute dtype -----------------------------------------------
     @property
@@ -357,42 +271,18 @@ class Layer:
         ValueError naming those it has: nothing is converted silently. The
         cached forward pass is dropped.
         """
-        new_xp, new_device = _backend.resolve_device(device, xp=xp)
-        keep = (_checks.dtype_name(self._param_dtype), _checks.dtype_name(self._compute_dtype))
-        param, compute = _checks.dtype_policy(
-            dtype, param_dtype, compute_dtype, xp=new_xp, device=new_device, keep=keep
-        )
-        move = _backend.mover(self.xp, self.device, new_xp, new_device, param)
-        with _backend.on_device(new_device):
-            moved = {name: move(array) for name, array in self.arrays().items()}
-            grads = {name: move(grad) for name, grad in self.grads.items()}
-        for name, array in moved.items():
-            object.__setattr__(self, name, array)
-        self.grads = grads
-        self.xp, self.device, self._param_dtype, self._compute_dtype = new_xp, new_device, param, compute
+        _transfer.move(self, device, xp, dtype, param_dtype, compute_dtype)
         self._settle()
         return self
 
     def __copy__(self) -> Layer:
         """A shallow copy: the same arrays, a gradient dict of its own, no cached forward pass."""
-        new = type(self).__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.grads = dict(self.grads)
-        new._settle()
-        return new
+        return _transfer.shallow_copy(self)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Layer:
         """A copy on the same device: new arrays and gradients; the configuration and functions
         (an activation) are shared, not looked up again by name; the cached forward pass is dropped."""
-        new = copy.copy(self)
-        memo[id(self)] = new
-        xp = self.xp
-        with _backend.on_device(self.device):
-            for name, array in self.arrays().items():
-                object.__setattr__(new, name, xp.asarray(array, copy=True))
-            new.grads = {name: xp.asarray(grad, copy=True) for name, grad in self.grads.items()}
-        new._settle()
-        return new
+        return _transfer.deep_copy(self, memo)
 
     # -- pickling ---------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -400,31 +290,12 @@ class Layer:
 
         Gradients and the cached forward pass are not kept.
         """
-        return {
-            "config": self.get_config(),
-            "dtype": _checks.dtype_name(self._param_dtype),
-            "compute_dtype": _checks.dtype_name(self._compute_dtype),
-            "input_size": self.input_size,
-            "arrays": {name: _backend.to_numpy(a).copy() for name, a in self.arrays().items()},
-            "device": _backend.device_spec(self.xp, self.device),
-            "path": self.path,
-        }
+        return _transfer.host_state(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild on the pickled device, or on the CPU of its library where it is gone
         (see :func:`dense_xp._backend.restore_device`)."""
-        xp, device = _backend.restore_device(*state["device"])
-        dtypes = {"param_dtype": state["dtype"], "compute_dtype": state.get("compute_dtype")}
-        arrays = state.get("arrays", state.get("params"))
-        try:
-            with filling(arrays):
-                type(self).__init__(self, **state["config"], **dtypes, device=device, xp=xp)
-                if state.get("input_size") is not None:
-                    self.build_for(state["input_size"])
-        except (TypeError, ValueError) as exc:
-            msg = f"cannot unpickle a {type(self).__name__}: {exc}"
-            raise type(exc)(msg) from None
-        self.path = state.get("path", "")
+        _transfer.restore(self, state)
 
     def registered_name(self) -> str:
         """The name under which the layer's class is registered (what checkpoints write).
@@ -434,14 +305,7 @@ class Layer:
         TypeError
             The class is not registered (:func:`register_layer`).
         """
-        for key, cls in LAYERS.items():
-            if cls is type(self):
-                return key
-        msg = (
-            f"`{type(self).__name__}` is not a registered layer class: call "
-            f"dense_xp.register_layer({type(self).__name__}) before saving it"
-        )
-        raise TypeError(msg)
+        return _registry.registered_name(type(self))
 
     def save(self, path: Any) -> None:
         """Write a checkpoint of this layer (see :func:`dense_xp.save`)."""
@@ -457,11 +321,7 @@ class Layer:
         return f"{type(self).__name__}({args}, {self._dtype_repr()}, {where})"
 
 
-# -- the registry: checkpoints name layers by class ------------------------------------------
-LAYERS: dict[str, type[Layer]] = {}
-_BUILTIN: set[str] = set()
-
-
+# -- registering layer classes: checkpoints name layers by class ------------------------------
 def register_layer(cls: type[Layer] | None = None, *, name: str | None = None) -> Any:
     """Make a layer class loadable from checkpoints by name (usable as a decorator).
 
@@ -481,14 +341,7 @@ def register_layer(cls: type[Layer] | None = None, *, name: str | None = None) -
     if not isinstance(cls, type) or not issubclass(cls, Layer):
         msg = f"`cls` must be a subclass of dense_xp.Layer, got {cls!r}"
         raise TypeError(msg)
-    key = cls.__name__ if name is None else name
-    if not isinstance(key, str) or not key.isidentifier():
-        msg = f"`name` must be an identifier, got {key!r}"
-        raise ValueError(msg)
-    if key in _BUILTIN and LAYERS[key] is not cls:
-        msg = f"`name` {key!r} is a built-in layer; register {cls.__name__} under another name"
-        raise ValueError(msg)
-    LAYERS[key] = cls
+    _registry.add(cls, name)
     return cls
 
 
@@ -498,17 +351,5 @@ _L = TypeVar("_L", bound=type[Layer])
 def builtin(cls: _L) -> _L:
     """Register a layer class of dense_xp itself (its name cannot be taken by another)."""
     register_layer(cls)
-    _BUILTIN.add(cls.__name__)
-    return cls
-
-
-def get_layer_class(name: Any) -> type[Layer]:
-    """The registered layer class ``name``; a ValueError names the registered ones."""
-    cls = LAYERS.get(name) if isinstance(name, str) else None
-    if cls is None:
-        msg = (
-            f"layer class {name!r} is not registered in this process (registered: {sorted(LAYERS)}); "
-            "import the module that defines it and call dense_xp.register_layer(cls)"
-        )
-        raise ValueError(msg)
+    _registry.protect(cls.__name__)
     return cls
