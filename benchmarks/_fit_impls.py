@@ -53,7 +53,7 @@ def _init(d_in: int, d_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(layer.W), np.array(layer.b).reshape(d_out)
 
 
-def build_dense_xp(case: Case, device: Any = "cpu") -> Built:
+def build_dense_xp(case: Case, device: Any = "cpu", *, compile: bool | None = None) -> Built:
     """``Sequential.fit`` for one epoch: the checks once per call, then the batches."""
     n, d_in, d_out, opt = case
     X, y, batches = _data(case)
@@ -65,7 +65,17 @@ def build_dense_xp(case: Case, device: Any = "cpu") -> Built:
         X, y = xp.asarray(X, device=dev), xp.asarray(y, device=dev)
 
     def epoch() -> Any:
-        model.fit(X, y, loss="mse", optimizer=optimizer, epochs=1, batch_size=n, shuffle=False, verbose=0)
+        model.fit(
+            X,
+            y,
+            loss="mse",
+            optimizer=optimizer,
+            epochs=1,
+            batch_size=n,
+            shuffle=False,
+            verbose=0,
+            compile=compile,
+        )
         return tuple(
             dense_xp.to_numpy(p).reshape(s)
             for p, s in zip(model.parameters(), ((d_in, d_out), d_out), strict=True)
@@ -74,15 +84,14 @@ def build_dense_xp(case: Case, device: Any = "cpu") -> Built:
     return epoch, batches
 
 
-def build_dense_xp_jax(case: Case) -> Built:
-    """``fit`` on JAX's CPU device (float32), data on the device."""
+def build_dense_xp_jax(case: Case, *, compile: bool | None = None) -> Built:
+    """``fit`` on JAX's CPU device (float32), data on the device; eager with ``compile=False``."""
     try:
         jax = importlib.import_module("jax")
     except ImportError:
         raise Skip("jax is not installed") from None
-    return build_dense_xp(
-        case, dense_xp.resolve_device(jax.devices("cpu")[0], xp=importlib.import_module("jax.numpy"))
-    )
+    jnp = importlib.import_module("jax.numpy")
+    return build_dense_xp(case, dense_xp.resolve_device(jax.devices("cpu")[0], xp=jnp), compile=compile)
 
 
 def build_floor(case: Case) -> Built:
@@ -296,6 +305,11 @@ BUILDERS: dict[str, Callable[[Case], Built]] = {
     "torch.compile": lambda case: build_torch(case, compiled=True),
     "jax.jit": build_jax,
     "dense_xp-jax": build_dense_xp_jax,
+    "dense_xp-jax-eager": lambda case: build_dense_xp_jax(case, compile=False),
 }
 # Timed together, alternating: the implementations that share NumPy's BLAS; torch and JAX each alone.
-BLOCKS = (("floor", "hand", "dense_xp", "sklearn"), ("torch", "torch.compile"), ("jax.jit", "dense_xp-jax"))
+BLOCKS = (
+    ("floor", "hand", "dense_xp", "sklearn"),
+    ("torch", "torch.compile"),
+    ("jax.jit", "dense_xp-jax", "dense_xp-jax-eager"),
+)
