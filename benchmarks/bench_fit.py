@@ -51,6 +51,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     threadpoolctl = require("threadpoolctl")
     records: list[dict[str, Any]] = []
     impls = [name for name in BUILDERS if name not in args.skip]
+    if "torch" in sys.modules or any(name.startswith("torch") for name in impls):
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)  # its own pool, which threadpoolctl does not reach
+        except ImportError:
+            pass
     with threadpoolctl.threadpool_limits(args.threads):
         for shape in args.shapes:
             for opt in args.optimizers:
