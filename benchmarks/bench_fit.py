@@ -124,7 +124,8 @@ def format_table(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
         f"fit per batch, float32, relu, mse; {report['passes']} passes; {report['threads']} threads",
-        f"machine: {m.get('cpu')}; flags: {m.get('cpu_flags', '')}",
+        f"machine: {m.get('cpu_model')}; load at start {m.get('loadavg_at_start')}; {m.get('date')}",
+        f"versions: {m.get('versions')}; torch {(m.get('torch') or {}).get('version', '-')}",
         f"BLAS: {blas_summary(m.get('blas', []))}",
         f"{'shape':8} {'opt':5} {'implementation':15} {'ms/batch':>10} {'x floor':>8} {'x hand':>8}",
     ]
