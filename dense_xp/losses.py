@@ -20,8 +20,9 @@ from typing import Any
 
 import array_api_compat
 
-from . import _backend
+from . import _backend, _loss_names, _targets
 from ._checks import check_int, dtype_name
+from ._metrics import METRICS, accuracy, hit_counter, target_classes
 
 __all__ = [
     "LOSSES",
@@ -40,82 +41,6 @@ __all__ = [
 ]
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(x.shape)
-
-
-def _device(y_pred: Any) -> Any:
-    """``y_pred``'s device (``None`` for what is not an array: :func:`_prepare` refuses it)."""
-    return array_api_compat.device(y_pred) if array_api_compat.is_array_api_obj(y_pred) else None
-
-
-def _prepare(y_pred: Any, y_true: Any, *, cast: bool, xp: Any = None) -> tuple[Any, Any]:
-    """``(xp, y_true)`` with ``y_true`` on ``y_pred``'s device, in ``y_pred``'s dtype if ``cast``.
-
-    ``xp`` given (a bound loss, see :meth:`Loss.bind`) skips the namespace
-    lookup; ``y_pred`` must then be a 2-d floating array of ``xp``.
-    """
-    if xp is None:
-        xp = array_api_compat.array_namespace(y_pred)
-    if y_pred.ndim != 2 or not xp.isdtype(y_pred.dtype, "real floating"):
-        got = f"{dtype_name(y_pred.dtype)} {_shape(y_pred)}"
-        msg = f"`y_pred` must be a real floating array of shape (n, k), got {got}"
-        raise ValueError(msg)
-    dev = array_api_compat.device(y_pred)
-    dtype = y_pred.dtype if cast else None
-    return xp, _backend.as_input(y_true, name="y_true", xp=xp, device=dev, dtype=dtype)
-
-
-def _same_shape(y_pred: Any, y_true: Any, *, xp: Any) -> Any:
-    """``y_true`` with ``y_pred``'s shape; ``(n,)`` is taken as ``(n, 1)`` when ``k == 1``."""
-    n, k = _shape(y_pred)
-    if _shape(y_true) == (n, k):
-        return y_true
-    if k == 1 and _shape(y_true) == (n,):
-        return xp.reshape(y_true, (n, 1))
-    also = f" or ({n},)" if k == 1 else ""
-    msg = f"`y_true` must have y_pred's shape ({n}, {k}){also}, got shape {_shape(y_true)}"
-    raise ValueError(msg)
-
-
-def _host_or_device(y: Any) -> tuple[Any, Any]:
-    """``(xp, y)``: an array stays where it is, other data becomes a host array."""
-    if array_api_compat.is_array_api_obj(y):
-        xp, dev = array_api_compat.array_namespace(y), array_api_compat.device(y)
-    else:
-        xp, dev = _backend.resolve_device("cpu")
-    return xp, _backend.as_input(y, name="y", xp=xp, device=dev)
-
-
-def _min_max(y: Any, *, xp: Any) -> tuple[float, float]:
-    """The smallest and largest value of ``y``, read with one transfer (NaN if any is NaN)."""
-    both = _backend.to_numpy(xp.stack([xp.min(y), xp.max(y)]))
-    return float(both[0]), float(both[1])
-
-
-def _check_labels(t: Any, n: int, k: int, *, xp: Any) -> None:
-    """Cheap checks of class indices ``t`` (no device sync)."""
-    if _shape(t) != (n,):
-        msg = f"`y_true` must be class indices of shape ({n},) or one-hot rows ({n}, {k}), got {_shape(t)}"
-        raise ValueError(msg)
-    if not xp.isdtype(t.dtype, "integral"):
-        msg = f"`y_true` as class indices of shape ({n},) must hold integers, got dtype {dtype_name(t.dtype)}"
-        raise TypeError(msg)
-
-
-def _argmax_rows(x: Any, *, xp: Any) -> Any:
-    """``argmax(x, axis=1)``; where the library's argmax fails for lack of its index dtype on the
-    device (array-api-strict's ``no_x64``), the first maximum by comparison instead."""
-    try:
-        return xp.argmax(x, axis=1)
-    except ValueError:
-        dev = array_api_compat.device(x)
-        index = xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
-        k = x.shape[1]
-        first = xp.where(x == xp.max(x, axis=1, keepdims=True), xp.arange(k, dtype=index, device=dev), k)
-        return xp.min(first, axis=1)
-
-
 class Loss:
     """Base class: a named loss ``loss(y_pred, y_true) -> (value, grad)`` (see the module docstring)."""
 
@@ -129,7 +54,7 @@ class Loss:
         gradient times its weight. Computed on ``y_pred``'s device (made
         current for libraries that have one, such as CuPy).
         """
-        with _backend.on_device(_device(y_pred)):
+        with _backend.on_device(_targets.device_of(y_pred)):
             if sample_weight is None:
                 return self._compute(y_pred, y_true)
             return self._weighted(y_pred, y_true, sample_weight)
@@ -147,7 +72,8 @@ class Loss:
         dev = array_api_compat.device(y_pred)
         w = _backend.as_input(sample_weight, name="sample_weight", xp=xp, device=dev, dtype=y_pred.dtype)
         if tuple(w.shape) != (y_pred.shape[0],):
-            msg = f"`sample_weight` must have shape ({y_pred.shape[0]},), one weight per row, got {_shape(w)}"
+            n = y_pred.shape[0]
+            msg = f"`sample_weight` must have shape ({n},), one weight per row, got {tuple(w.shape)}"
             raise ValueError(msg)
         _, grad = self._compute(y_pred, y_true, xp)
         return xp.mean(self._rows(y_pred, y_true, xp) * w), grad * w[:, None]
@@ -200,7 +126,7 @@ class Loss:
         n_outputs = check_int(n_outputs, "n_outputs")
         if n_samples is not None:
             n_samples = check_int(n_samples, "n_samples")
-        xp, y = _host_or_device(y_true)
+        xp, y = _targets.host_or_device(y_true)
         with _backend.on_device(array_api_compat.device(y)):
             self._validate(y, n_outputs, n_samples, xp=xp)
 
@@ -220,13 +146,13 @@ class Loss:
             raise ValueError(msg)
 
     def _validate(self, y: Any, n_outputs: int, n_samples: int | None, *, xp: Any) -> None:
-        shape = _shape(y)
+        shape = _targets.shape(y)
         self.check_shape(shape, n_outputs)
         n = shape[0]
         if n_samples is not None and n != n_samples:
             msg = f"`y` must have one row per sample of X ({n_samples}), got {n}"
             raise ValueError(msg)
-        low, high = _min_max(y, xp=xp)
+        low, high = _targets.min_max(y, xp=xp)
         self._check_values(y, low, high, n_outputs, xp=xp)
 
     # hooks for validate
@@ -252,8 +178,8 @@ class MeanSquaredError(Loss):
     name = "mse"
 
     def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
-        xp, y_true = _prepare(y_pred, y_true, cast=True, xp=xp)
-        diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
+        xp, y_true = _targets.prepare(y_pred, y_true, cast=True, xp=xp)
+        diff = y_pred - _targets.same_shape(y_pred, y_true, xp=xp)
         value = xp.mean(diff * diff)
         scale = 2.0 / y_pred.shape[1]
         if array_api_compat.is_writeable_array(diff):
@@ -262,8 +188,8 @@ class MeanSquaredError(Loss):
         return value, diff * scale
 
     def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
-        xp, y_true = _prepare(y_pred, y_true, cast=True, xp=xp)
-        diff = y_pred - _same_shape(y_pred, y_true, xp=xp)
+        xp, y_true = _targets.prepare(y_pred, y_true, cast=True, xp=xp)
+        diff = y_pred - _targets.same_shape(y_pred, y_true, xp=xp)
         return xp.mean(diff * diff, axis=1)
 
 
@@ -279,8 +205,8 @@ class BinaryCrossEntropy(Loss):
 
     def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=True, xp=xp)
-        t = _same_shape(z, t, xp=xp)
+        xp, t = _targets.prepare(z, y_true, cast=True, xp=xp)
+        t = _targets.same_shape(z, t, xp=xp)
         e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow
         value = xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(e))
         grad = xp.where(z >= 0, 1.0, e) / (1.0 + e)  # sigmoid(z), both branches stable
@@ -295,8 +221,8 @@ class BinaryCrossEntropy(Loss):
 
     def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=True, xp=xp)
-        t = _same_shape(z, t, xp=xp)
+        xp, t = _targets.prepare(z, y_true, cast=True, xp=xp)
+        t = _targets.same_shape(z, t, xp=xp)
         return xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))), axis=1)
 
     def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
@@ -318,16 +244,16 @@ class SoftmaxCrossEntropy(Loss):
 
     def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=False, xp=xp)
-        n, k = _shape(z)
+        xp, t = _targets.prepare(z, y_true, cast=False, xp=xp)
+        n, k = _targets.shape(z)
         dev = array_api_compat.device(z)
         labels = t.ndim == 1
         if labels:
-            _check_labels(t, n, k, xp=xp)
+            _targets.check_labels(t, n, k, xp=xp)
             kind = t.dtype if xp.iinfo(t.dtype).max >= k - 1 else xp.int64
             t = xp.astype(t[:, None] == xp.arange(k, dtype=kind, device=dev), z.dtype)
         else:
-            t = _same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
+            t = _targets.same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
         shifted = z - xp.max(z, axis=1, keepdims=True)
         p = xp.exp(shifted)
         total = xp.sum(p, axis=1, keepdims=True)
@@ -346,14 +272,14 @@ class SoftmaxCrossEntropy(Loss):
 
     def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
         z = y_pred
-        xp, t = _prepare(z, y_true, cast=False, xp=xp)
-        n, k = _shape(z)
+        xp, t = _targets.prepare(z, y_true, cast=False, xp=xp)
+        n, k = _targets.shape(z)
         if t.ndim == 1:
-            _check_labels(t, n, k, xp=xp)
+            _targets.check_labels(t, n, k, xp=xp)
             kind = t.dtype if xp.iinfo(t.dtype).max >= k - 1 else xp.int64
             t = xp.astype(t[:, None] == xp.arange(k, dtype=kind, device=array_api_compat.device(z)), z.dtype)
         else:
-            t = _same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
+            t = _targets.same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
         shifted = z - xp.max(z, axis=1, keepdims=True)
         log_total = xp.log(xp.sum(xp.exp(shifted), axis=1))
         return xp.sum(t, axis=1) * log_total - xp.sum(t * shifted, axis=1)
@@ -377,124 +303,16 @@ class SoftmaxCrossEntropy(Loss):
             msg = f"`y` as one-hot or probability rows must hold values in [0, 1], got [{low}, {high}]"
             raise ValueError(msg)
         sums = xp.sum(xp.astype(y, xp.float32) if dtype_name(y.dtype) == "float16" else y, axis=1)
-        lo, hi = _min_max(sums, xp=xp)
+        lo, hi = _targets.min_max(sums, xp=xp)
         if abs(lo - 1) > 1e-3 or abs(hi - 1) > 1e-3:
             msg = f"`y` as one-hot or probability rows must have rows summing to 1, got sums in [{lo}, {hi}]"
             raise ValueError(msg)
 
 
-METRICS = ("accuracy",)  # the metrics evaluate and fit report
-
 mse = MeanSquaredError()
 binary_cross_entropy = BinaryCrossEntropy()
 softmax_cross_entropy = SoftmaxCrossEntropy()
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (mse, binary_cross_entropy, softmax_cross_entropy)}
-
-
-def target_classes(y_true: Any, n_outputs: int) -> Any:
-    """The class :func:`accuracy` compares each prediction with, computed once for many batches.
-
-    Parameters
-    ----------
-    y_true : array, shape (n,) or (n, n_outputs)
-        Checked targets (see :meth:`Loss.validate`), on any device.
-    n_outputs : int
-        The model's output width ``k``.
-
-    Returns
-    -------
-    array, shape (n,), on ``y_true``'s device
-        With ``k == 1``, whether each target is ``>= 0.5``; otherwise the
-        class index (the argmax of a one-hot row), in the index dtype of the
-        library's argmax.
-    """
-    xp, y = _host_or_device(y_true)
-    with _backend.on_device(array_api_compat.device(y)):
-        if n_outputs == 1:
-            return xp.reshape(y, (-1,)) >= 0.5
-        if y.ndim == 2:
-            return _argmax_rows(y, xp=xp)
-        index = xp.__array_namespace_info__().default_dtypes(device=array_api_compat.device(y))["indexing"]
-        return y if y.dtype == index else xp.astype(y, index)
-
-
-def hit_counter(xp: Any) -> Callable[[Any, Any], Any]:
-    """``hits(y_pred, classes)``: the number of rows :func:`accuracy` counts as right, a 0-d array.
-
-    ``classes`` are the rows' :func:`target_classes` on ``y_pred``'s device;
-    ``xp`` is resolved once, for a training loop's every batch.
-    """
-
-    def hits(y_pred: Any, classes: Any) -> Any:
-        guess = y_pred[:, 0] > 0 if y_pred.shape[1] == 1 else _argmax_rows(y_pred, xp=xp)
-        if guess.dtype != classes.dtype:
-            classes = xp.astype(classes, guess.dtype)
-        return xp.sum(xp.astype(guess == classes, y_pred.dtype))
-
-    return hits
-
-
-def accuracy(y_pred: Any, y_true: Any) -> Any:
-    """Fraction of correct predictions, a 0-d array in ``y_pred``'s dtype and on its device.
-
-    Parameters
-    ----------
-    y_pred : array, shape (n, k)
-        Model outputs. With ``k == 1`` a prediction is ``logit > 0``;
-        otherwise it is the argmax of the row.
-    y_true : array_like, shape (n,) or (n, k)
-        With ``k == 1``: targets, true where ``>= 0.5``. Otherwise integer
-        class indices ``(n,)`` or one-hot rows ``(n, k)`` (compared by argmax).
-    """
-    with _backend.on_device(_device(y_pred)):
-        return _accuracy(y_pred, y_true)
-
-
-def _accuracy(y_pred: Any, y_true: Any, xp: Any = None) -> Any:
-    xp, t = _prepare(y_pred, y_true, cast=False, xp=xp)
-    n, k = _shape(y_pred)
-    if k == 1:
-        t = _same_shape(y_pred, xp.astype(t, y_pred.dtype), xp=xp)
-        hits = (y_pred > 0) == (t >= 0.5)
-    else:
-        guess = _argmax_rows(y_pred, xp=xp)
-        if t.ndim == 2:
-            t = _argmax_rows(_same_shape(y_pred, t, xp=xp), xp=xp)
-        else:
-            _check_labels(t, n, k, xp=xp)
-        hits = guess == (t if t.dtype == guess.dtype else xp.astype(t, guess.dtype))
-    return xp.mean(xp.astype(hits, y_pred.dtype))
-
-
-# The names users of Keras, PyTorch and scikit-learn type, and the loss dense_xp has for each
-# (from logits: dense_xp's losses take the model's raw outputs).
-_ALIASES = {
-    "sparse_categorical_crossentropy": "softmax_cross_entropy",
-    "categorical_crossentropy": "softmax_cross_entropy",
-    "crossentropy": "softmax_cross_entropy",
-    "cross_entropy": "softmax_cross_entropy",
-    "crossentropyloss": "softmax_cross_entropy",
-    "log_loss": "softmax_cross_entropy",
-    "nll": "softmax_cross_entropy",
-    "binary_crossentropy": "binary_cross_entropy",
-    "bce": "binary_cross_entropy",
-    "bcewithlogitsloss": "binary_cross_entropy",
-    "mean_squared_error": "mse",
-    "mseloss": "mse",
-    "squared_error": "mse",
-    "l2": "mse",
-}
-
-
-def _suggest(name: str) -> str | None:
-    """The loss dense_xp has for another library's name of it, or the closest name."""
-    import difflib
-
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    if key in _ALIASES:
-        return _ALIASES[key]
-    close = difflib.get_close_matches(key, [*LOSSES, *_ALIASES], n=1, cutoff=0.6)
-    return (_ALIASES.get(close[0], close[0])) if close else None
 
 
 def get_loss(loss: Any) -> Any:
@@ -514,7 +332,7 @@ def get_loss(loss: Any) -> Any:
         except KeyError:
             valid = ", ".join(repr(name) for name in LOSSES)
             msg = f"`loss` must be one of {valid} or a callable loss object; got {loss!r}"
-            suggestion = _suggest(loss)
+            suggestion = _loss_names.suggest(loss, list(LOSSES))
             raise ValueError(msg + (f" (did you mean {suggestion!r}?)" if suggestion else "")) from None
     if isinstance(loss, type) or not callable(loss):
         hint = " (pass an instance, not the class)" if isinstance(loss, type) else ""
