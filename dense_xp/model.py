@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import _backend, _checks, _data, _save, distributed
+from . import _backend, _checks, _data, _save, _stack, distributed
 from .layers.base import Layer
 from .losses import METRICS, get_loss
 
@@ -112,33 +112,7 @@ class Sequential:
         hold distinct parameter arrays (no tied weights: each array gets one
         optimizer step).
         """
-        first = self._first().layers[0].placement()
-        seen: dict[int, str] = {}
-        for i, layer in enumerate(self._layers):
-            if layer.placement() != first:
-                xp, device, param, compute = layer.placement()
-                msg = (
-                    f"`layers[{i}]` is on device {device!r} of {_backend.namespace_name(xp)} with "
-                    f"param_dtype {_checks.dtype_name(param)} and compute_dtype "
-                    f"{_checks.dtype_name(compute)}, "
-                    f"but `layers[0]` is on {first[1]!r} of {_backend.namespace_name(first[0])} with "
-                    f"{_checks.dtype_name(first[2])} and {_checks.dtype_name(first[3])}: a model's layers "
-                    "share one namespace, device and dtypes; move the whole model with model.to(...)"
-                )
-                raise ValueError(msg)
-            if i and layer.built and layer.input_size != self._layers[i - 1].output_size:
-                msg = f"`layers[{i}]` takes {layer.input_size} inputs but `layers[{i - 1}]` gives "
-                raise ValueError(msg + f"{self._layers[i - 1].output_size}")
-            for name, array in layer.arrays().items():
-                where = f"layers[{i}].{name}"
-                other = seen.setdefault(id(array), where)
-                if other != where:
-                    msg = (
-                        f"`{where}` is the same array as `{other}` (tied weights): each parameter of a model "
-                        f"is an array of its own, which gets one optimizer step; give `{where}` a copy "
-                        "(xp.asarray(a, copy=True))"
-                    )
-                    raise ValueError(msg)
+        _stack.check_layers(self._first().layers)
 
     # -- forward and backward ------------------------------------------------------------
     @_backend.runs_on_device
@@ -196,7 +170,7 @@ class Sequential:
             layer = self._layers[i]
             n = d_out.shape[0]
             d_out = layer.backprop(d_out, input_grad=input_grad or i > 0)
-            self._check_grads(i, layer, d_out, n, input_grad or i > 0)
+            _stack.check_grads(i, layer, d_out, n, input_grad or i > 0)
             for name, p in layer.parameters().items():
                 setattr(layer, name, p - lr * layer.grads[name])
         return d_out
@@ -212,30 +186,8 @@ class Sequential:
             layer = self._layers[i]
             n = d_out.shape[0]
             d_out = layer.backprop(d_out, input_grad=input_grad or i > 0)
-            self._check_grads(i, layer, d_out, n, input_grad or i > 0)
+            _stack.check_grads(i, layer, d_out, n, input_grad or i > 0)
         return d_out
-
-    def _check_grads(self, i: int, layer: Layer, d_input: Any, n: int, wanted: bool) -> None:
-        where = f"layers[{i}]"
-        if wanted and (d_input is None or tuple(d_input.shape) != (n, layer.input_size)):
-            got = None if d_input is None else tuple(d_input.shape)
-            msg = f"`{where}` ({type(layer).__name__}) backward returned d_input of shape {got}, "
-            raise ValueError(msg + f"expected ({n}, {layer.input_size})")
-        grads, params = layer.grads, layer.parameters()
-        if grads.keys() != params.keys():
-            msg = (
-                f"`{where}.grads` must hold one gradient per parameter {sorted(params)}, got {sorted(grads)}"
-            )
-            raise ValueError(msg)
-        for name, p in params.items():
-            g = grads[name]
-            if tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
-                msg = (
-                    f"`{where}.grads[{name!r}]` must have the shape {tuple(p.shape)} and dtype "
-                    f"{_checks.dtype_name(p.dtype)} of `{where}.{name}`, got {tuple(g.shape)} "
-                    f"{_checks.dtype_name(g.dtype)}"
-                )
-                raise ValueError(msg)
 
     # -- arrays of every layer, in layer order ------------------------------------------
     def parameters(self) -> list[Any]:
@@ -313,22 +265,7 @@ class Sequential:
 
         Printed with ``print_fn`` (``None`` prints nothing) and returned.
         """
-        rows = [("#", "layer", "output", "parameters")]
-        total = 0
-        for i, layer in enumerate(self._first().layers):
-            count = sum(int(_size(p)) for p in layer.parameters().values())
-            total += count
-            rows.append((str(i), type(layer).__name__, f"(n, {layer.output_size})", f"{count:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        param, compute = _checks.dtype_name(self.param_dtype), _checks.dtype_name(self.compute_dtype)
-        lines += [
-            "-" * len(lines[0]),
-            f"total parameters: {total:,} ({param}"
-            + (f", computing in {compute})" if compute != param else ")"),
-            f"device: {self.device!r} of {_backend.namespace_name(self.xp)}",
-        ]
+        lines = _stack.summary_lines(self)
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
@@ -428,23 +365,9 @@ class Sequential:
             The loss is not a classification loss (``"mse"``, a custom loss),
             or unknown because the model was never fitted.
         """
-        name = self.fitted_loss if loss is None else loss
-        if name not in ("softmax_cross_entropy", "binary_cross_entropy"):
-            source = "the loss of the last fit" if loss is None else "given"
-            if loss is None and self.fitted_loss is None:
-                source = "the model has not been fitted, or was fitted with a loss without a known name"
-            msg = (
-                '`loss` must be "softmax_cross_entropy" or "binary_cross_entropy" for probabilities, '
-                f"got {name!r} ({source})"
-            )
-            raise ValueError(msg)
+        name = _stack.probability_loss(loss, self.fitted_loss)
         z = _data.widen(self, self.predict(X, batch_size))  # probabilities in param_dtype, as the loss
-        xp = self.xp
-        if name == "binary_cross_entropy":
-            e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow
-            return xp.where(z >= 0, 1.0, e) / (1.0 + e)
-        p = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-        return p / xp.sum(p, axis=1, keepdims=True)
+        return _stack.probabilities(z, name, xp=self.xp)
 
     @_backend.runs_on_device
     def predict_classes(self, X: Any, batch_size: int | None = None) -> Any:
@@ -469,10 +392,3 @@ class Sequential:
             return xp.argmax(z, axis=1)
         index = xp.__array_namespace_info__().default_dtypes(device=self.device)["indexing"]
         return xp.astype(z[:, 0] > 0, index)
-
-
-def _size(a: Any) -> int:
-    n = 1
-    for d in a.shape:
-        n *= int(d)
-    return n
