@@ -1,18 +1,17 @@
-"""The optimizer base class: per-position state, the checks of every step, the learning rate, clipping."""
+"""The optimizer base class: per-position state, the checks of every step, clipping (the rate: ``_rate``)."""
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import array_api_compat
 
-from .. import _backend, _checks
-from ..schedules import ReduceLROnPlateau, Schedule
+from .. import _backend
+from ..schedules import Schedule
 from . import _args
 from ._clipping import Clip, clipper
+from ._rate import LearningRate
 from ._state import Stateful
 
 __all__ = ["Optimizer"]
@@ -27,7 +26,7 @@ def _signature(a: Any) -> tuple[Any, ...]:
     return tuple(a.shape), a.dtype, array_api_compat.device(a)
 
 
-class Optimizer(Stateful):
+class Optimizer(LearningRate, Stateful):
     """Base class: per-parameter state, the learning rate and its schedule, the checks of every :meth:`step`.
 
     Subclasses implement ``_update(i, p, g, lr, *, xp, inplace) -> p`` and
@@ -88,82 +87,6 @@ class Optimizer(Stateful):
         self._xp: Any = None
         self._pending: dict[str, Any] | None = None  # loaded host state, placed on the next check or step
         self._now: dict[str, Any] = {}  # scalars() of the step being taken
-
-    # -- learning rate -----------------------------------------------------
-    @property
-    def lr(self) -> float:
-        """The learning rate of the next step, a finite number >= 0."""
-        schedule = self._schedule
-        if schedule is None:
-            return self._lr
-        t = self.epochs if self._interval == "epoch" else self.steps
-        value = schedule(t)
-        if type(value) is float and 0.0 <= value < math.inf:
-            return value
-        try:
-            return _checks.check_lr(value, allow_none=False)
-        except (TypeError, ValueError):
-            msg = (
-                f"the `lr` schedule {schedule!r} gave {value!r} at {self._interval} {t}: it must give a "
-                "finite number >= 0"
-            )
-            raise ValueError(msg) from None
-
-    @lr.setter
-    def lr(self, value: Any) -> None:
-        if isinstance(value, Schedule):
-            self._schedule, self._interval, self._lr = value, value.interval, math.nan
-        elif callable(value) and not isinstance(value, type):
-            self._schedule, self._interval, self._lr = value, "step", math.nan
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-            self._lr, self._schedule = _checks.check_lr(value, allow_none=False), None
-        else:
-            msg = (
-                "`lr` must be a finite number >= 0, a schedule (dense_xp.schedules) or a callable of the "
-                f"step count, got {type(value).__name__} {value!r}"
-            )
-            raise TypeError(msg)
-
-    @property
-    def schedule(self) -> Schedule | Callable[[int], float] | None:
-        """The schedule or callable given as ``lr``, or ``None`` for a number."""
-        return self._schedule
-
-    def end_epoch(self, metric: Any = None) -> float:
-        """End an epoch: epoch schedules move on, a ``ReduceLROnPlateau`` reads ``metric``.
-
-        Parameters
-        ----------
-        metric : float or mapping, optional
-            The monitored value, or the epoch's scores by name (such as
-            ``fit``'s history entries), from which a ReduceLROnPlateau reads
-            its ``monitor``. Other schedules ignore it.
-
-        Returns
-        -------
-        float
-            The learning rate of the next step.
-        """
-        schedule = self._schedule
-        if isinstance(schedule, ReduceLROnPlateau):
-            schedule.step(self._monitored(metric, schedule))
-        self.epochs += 1
-        return self.lr
-
-    @staticmethod
-    def _monitored(metric: Any, schedule: ReduceLROnPlateau) -> Any:
-        if metric is None:
-            msg = f"{schedule!r} needs the epoch's metric: call end_epoch(metric) or end_epoch(scores)"
-            raise TypeError(msg)
-        if not isinstance(metric, Mapping):
-            return metric
-        if schedule.monitor not in metric:
-            msg = (
-                f"`metric` has no {schedule.monitor!r}, the metric ReduceLROnPlateau monitors; it has "
-                f"{', '.join(map(repr, metric)) or 'nothing'} (pass `monitor=` to the schedule)"
-            )
-            raise ValueError(msg)
-        return metric[schedule.monitor]
 
     # -- state --------------------------------------------------------------
     def reset(self) -> None:
