@@ -164,16 +164,12 @@ class Sequential:
         d_out = _backend.as_input(
             d_out, name="d_out", xp=self.xp, device=self.device, dtype=self.compute_dtype
         )
-        if lr is None:
-            return self._first().run_backward(d_out, input_grad=input_grad)
-        for i in range(len(self._first().layers) - 1, -1, -1):
-            layer = self._layers[i]
-            n = d_out.shape[0]
-            d_out = layer.backprop(d_out, input_grad=input_grad or i > 0)
-            _stack.check_grads(i, layer, d_out, n, input_grad or i > 0)
-            for name, p in layer.parameters().items():
-                setattr(layer, name, p - lr * layer.grads[name])
-        return d_out
+        d_input = self._first().run_backward(d_out, input_grad=input_grad)
+        if lr is not None:  # every d_input above used the weights before this update
+            for layer in self._layers:
+                for name, p in layer.parameters().items():
+                    setattr(layer, name, p - lr * layer.grads[name])
+        return d_input
 
     def run_backward(self, d_out: Any, *, input_grad: bool) -> Any:
         """Backpropagate through a checked model an output gradient of its own (training's hot path).

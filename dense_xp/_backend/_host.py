@@ -46,6 +46,16 @@ def is_host(x: Any) -> bool:
     return isinstance(x, (np.ndarray, np.generic)) or not array_api_compat.is_array_api_obj(x)
 
 
+def host_rows(index: Any, n: int) -> np.ndarray:
+    """The rows ``index`` (a slice of ``range(n)`` or host indices) as a host integer array for a gather.
+
+    int32 where ``n`` allows it: JAX without x64 has no int64, and a narrower
+    index costs less to send.
+    """
+    rows = np.arange(index.start, min(index.stop, n)) if isinstance(index, slice) else index
+    return np.asarray(rows, dtype=np.int32 if n < 2**31 else np.int64)
+
+
 def is_traced(x: Any) -> bool:
     """Whether ``x`` is an abstract value inside a trace (``jax.jit``): it has no device of its own yet."""
     jax_core = sys.modules.get("jax.core")

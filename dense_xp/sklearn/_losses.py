@@ -14,6 +14,8 @@ from typing import Any
 
 import array_api_compat
 
+from .. import _targets
+
 __all__ = ["accuracy", "argmax_rows", "delta", "loss", "output", "r2"]
 
 
@@ -85,15 +87,7 @@ def _weighted_mean(values: Any, weight: Any) -> Any:
 def argmax_rows(x: Any) -> Any:
     """``argmax(x, axis=1)``, or the first maximum by comparison where the library's argmax lacks its
     index dtype on the device (array-api-strict's ``no_x64``)."""
-    xp = _xp(x)
-    try:
-        return xp.argmax(x, axis=1)
-    except ValueError:
-        device = array_api_compat.device(x)
-        index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
-        k = x.shape[1]
-        first = xp.where(x == xp.max(x, axis=1, keepdims=True), xp.arange(k, dtype=index, device=device), k)
-        return xp.min(first, axis=1)
+    return _targets.argmax_rows(x, xp=_xp(x))
 
 
 def accuracy(y: Any, p: Any, weight: Any, kind: str) -> Any:

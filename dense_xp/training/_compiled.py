@@ -26,7 +26,6 @@ import weakref
 from typing import Any
 
 import array_api_compat
-import numpy as np
 
 from .. import _backend, _data
 from ..layers.base import training_batch
@@ -162,8 +161,7 @@ class CompiledStep:
         whole = (X, y, classes, w[0] if w else None)
         gathered = tuple(a is not None and not _backend.is_host(a) for a in whole)
         batch = tuple(a if take or a is None else a[index] for a, take in zip(whole, gathered, strict=True))
-        rows = np.arange(index.start, min(index.stop, X.shape[0])) if isinstance(index, slice) else index
-        rows = np.asarray(rows, dtype=np.int32 if X.shape[0] < 2**31 else np.int64)
+        rows = _backend.host_rows(index, X.shape[0])
         try:
             new, states, state, grads, loss_sum, hits = self.jit(
                 model.parameters(),
