@@ -27,58 +27,92 @@ class NumpyOps:
     output (:meth:`dense_xp.activations.Activation.backward_for`), and relu
     where it caches ``z`` (float16: ``y`` then is a new array); elsewhere
     (sigmoid and tanh in float16, computed in float32) the generic code runs.
+    The kernel of each activation and dtype is chosen once
+    (:meth:`forward_kernel`, :meth:`backward_kernel`): a training step that
+    planned its buffers calls it with no lookup.
     """
 
     def __init__(self, np: Any) -> None:
         self.np = np
 
     def forward(self, z: Any, b: Any, name: str | None) -> tuple[Any, Any] | None:
+        kernel = self.forward_kernel(name, z.dtype)
+        return None if kernel is None else kernel(z, b)
+
+    def backward(self, g: Any, saved: Any, name: str | None, out: Any = None) -> Any:
+        kernel = self.backward_kernel(name, g.dtype)
+        return None if kernel is None else kernel(g, saved, out)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 -- one instance per library, kept for the process
+    def forward_kernel(self, name: str | None, dtype: Any) -> Any:
+        """``kernel(z, b) -> (z_after_bias, y)``, overwriting ``z``; ``None`` where it does not fuse."""
         np, act = self.np, ACTIVATIONS[name]
-        keep = act.backward_for(z.dtype).saves == "input"
+        keep = act.backward_for(dtype).saves == "input"
         if act.name not in ("linear", "relu", "sigmoid", "tanh") or (keep and act.name != "relu"):
             return None
-        if b is not None:
-            np.add(z, b, out=z)
-        if keep:  # relu, z kept for backward
-            return z, np.maximum(z, 0)
-        if act.name == "relu":
-            np.maximum(z, 0, out=z)
-        elif act.name == "tanh":
-            np.tanh(z, out=z)
-        elif act.name == "sigmoid" and z.dtype == np.float64:  # the reference formula, as in activations
-            np.clip(z, -500.0, 500.0, out=z)
-            np.negative(z, out=z)
-            np.exp(z, out=z)
-            z += 1
-            np.reciprocal(z, out=z)
-        elif act.name == "sigmoid":  # exp(min(z, 0)) / (1 + exp(-|z|)), as in activations: no overflow
-            t = np.abs(z)
-            np.negative(t, out=t)
-            np.exp(t, out=t)
-            t += 1
-            np.minimum(z, 0, out=z)
-            np.exp(z, out=z)
-            np.divide(z, t, out=z)
-        return z, z
+        wide = np.dtype(dtype) == np.float64
+        function = _NUMPY_FORWARD[act.name]
 
-    def backward(self, g: Any, saved: Any, name: str | None) -> Any:
+        def kernel(z: Any, b: Any) -> tuple[Any, Any]:
+            if b is not None:
+                np.add(z, b, out=z)
+            if keep:  # relu, z kept for backward
+                return z, np.maximum(z, 0)
+            function(np, z, wide)
+            return z, z
+
+        return kernel
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019
+    def backward_kernel(self, name: str | None, dtype: Any) -> Any:
+        """``kernel(g, saved, out) -> g * act'(z)``, into ``out`` (a new array if ``None``); or ``None``."""
         np, act = self.np, ACTIVATIONS[name]
-        keep = act.backward_for(g.dtype).saves == "input"
-        if keep and act.name != "relu":
+        keep = act.backward_for(dtype).saves == "input"
+        if (keep and act.name != "relu") or act.name not in ("relu", "sigmoid", "tanh"):
             return None
-        if act.name == "relu":
-            dz = np.maximum(saved, 0, out=np.empty_like(g)) if keep else saved  # y = relu(z)
-            dz = np.sign(dz, out=dz if keep else np.empty_like(g))  # relu'(z) from y >= 0: 1, 0, or NaN
-        elif act.name == "sigmoid":
-            dz = np.subtract(1, saved, out=np.empty_like(g))
-            dz *= saved
-        elif act.name == "tanh":  # (1 - y)(1 + y): 1 - y*y would cancel
-            dz = np.subtract(1, saved, out=np.empty_like(g))
-            dz *= np.add(1, saved)
-        else:
-            return None
-        dz *= g
-        return dz
+
+        def kernel(g: Any, saved: Any, out: Any = None) -> Any:
+            dz = np.empty_like(g) if out is None else out
+            if act.name == "relu":  # relu'(z) from y >= 0 (or from z): 1, 0, or NaN
+                np.sign(np.maximum(saved, 0, out=dz) if keep else saved, out=dz)
+            elif act.name == "sigmoid":
+                np.subtract(1, saved, out=dz)
+                dz *= saved
+            else:  # tanh: (1 - y)(1 + y), as 1 - y*y would cancel
+                np.subtract(1, saved, out=dz)
+                dz *= np.add(1, saved)
+            dz *= g
+            return dz
+
+        return kernel
+
+
+def _relu(np: Any, z: Any, wide: bool) -> None:
+    np.maximum(z, 0, out=z)
+
+
+def _tanh(np: Any, z: Any, wide: bool) -> None:
+    np.tanh(z, out=z)
+
+
+def _sigmoid(np: Any, z: Any, wide: bool) -> None:
+    if wide:  # the reference formula, as in activations
+        np.clip(z, -500.0, 500.0, out=z)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        z += 1
+        np.reciprocal(z, out=z)
+        return
+    t = np.abs(z)  # exp(min(z, 0)) / (1 + exp(-|z|)), as in activations: no overflow
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += 1
+    np.minimum(z, 0, out=z)
+    np.exp(z, out=z)
+    np.divide(z, t, out=z)
+
+
+_NUMPY_FORWARD = {"linear": lambda np, z, wide: None, "relu": _relu, "tanh": _tanh, "sigmoid": _sigmoid}
 
 
 # CUDA C bodies: forward reads ``v`` (z + b) and writes ``r``; backward reads

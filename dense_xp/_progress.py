@@ -46,6 +46,8 @@ class _Bar(tqdm):  # type: ignore[misc]  # tqdm is untyped
     """A tqdm bar whose postfix has short names and whose line is fitted to the terminal."""
 
     def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        if self.disable:  # nothing shows it: skip tqdm's formatting (fit calls this once per check)
+            return
         items = {**dict(ordered_dict or {}), **dict(sorted(kwargs.items()))}  # tqdm sorts the keywords
         super().set_postfix({SHORT_NAMES.get(k, k): v for k, v in items.items()}, refresh=refresh)
 

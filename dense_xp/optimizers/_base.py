@@ -181,13 +181,13 @@ class Optimizer(LearningRate, Stateful):
         """
         if self._signatures is None or len(params) != len(self._signatures):
             return self.step(params, grads)
-        self._now = dict(self.scalars() if scalars is None else scalars)
-        xp, lr = self._xp, self._now["lr"]
-        clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
+        self._now = self.scalars() if scalars is None else dict(scalars)  # scalars() gives a new dict
+        xp, lr, apply = self._xp, self._now["lr"], self._apply
+        clip = None
+        if self.clip_norm is not None or self.clip_value is not None:
+            clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
         self.steps += 1
-        return [
-            self._apply(i, p, g, lr, clip, xp=xp) for i, (p, g) in enumerate(zip(params, grads, strict=True))
-        ]
+        return [apply(i, p, g, lr, clip, xp=xp) for i, (p, g) in enumerate(zip(params, grads, strict=True))]
 
     def record_step(self, state: list[dict[str, Any]]) -> None:
         """Take the state of a step computed elsewhere (a compiled training step): one more step taken.

@@ -13,7 +13,7 @@ from typing import Any
 from .. import _backend, _checks, _data
 from ..layers.base import training_batch
 from ..losses import Loss, hit_counter, target_classes
-from . import _compiled
+from . import _compiled, _planned
 from ._guard import Guard, TrainingDivergedError
 from ._scaling import LossScaler
 
@@ -52,11 +52,20 @@ class Engine:
         # the step as one compiled function, made after the first (eager) step started the optimizer
         self.eager_reason = _compiled.plan(model, options, self.scaler is not None)
         self.compiled: _compiled.CompiledStep | None = None
+        # on NumPy, the step with its buffers planned once (none where it is compiled or cannot be)
+        self.planned: _planned.PlannedStep | None = None
+        if self.eager_reason is not None and (
+            _planned.plan(model, options, scaling=self.scaler is not None, weights=weights) is None
+        ):
+            self.planned = _planned.PlannedStep(model, (X, y, classes), options.loss, options.optimizer)
 
     def steps(self, order: Any, epoch: int, before: Any = None) -> Iterator[tuple[int, Any, Any]]:
         """Train on each batch of the epoch's ``order``; yield ``(rows, summed loss, summed hits)``."""
         model, device = self.model, self.model.device
         indices = list(_data.batches(self.n, self.batch_size, order))
+        if self.planned is not None:
+            yield from self._planned(indices, before)
+            return
         # eager batches come through device_batches (which overlaps copies on CuPy); a compiled
         # step gathers its rows itself, and its eager steps take plain rows
         batches = None if self.eager_reason is None else _backend.device_batches(
@@ -73,6 +82,18 @@ class Engine:
                         _backend.rows(a, index, xp=model.xp, device=device) for a in self.arrays
                     )  # fmt: skip
                     sums = self._train(arrays, epoch, batch)
+            self.step += 1
+            yield sums
+
+    def _planned(self, indices: list[Any], before: Any) -> Iterator[tuple[int, Any, Any]]:
+        """The epoch's batches through the planned step (NumPy: no device to make current)."""
+        planned, n = self.planned, self.n
+        assert planned is not None
+        for batch, index in enumerate(indices):
+            m = min(index.stop, n) - index.start if isinstance(index, slice) else len(index)
+            if before is not None:
+                before(batch, m)
+            sums = planned(index, m)
             self.step += 1
             yield sums
 
