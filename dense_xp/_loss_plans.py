@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from .losses import BinaryCrossEntropy, Loss, MeanSquaredError, SoftmaxCrossEntropy
 
 __all__ = ["loss_plan", "plannable_loss"]
 
@@ -44,6 +44,32 @@ class MeanSquaredErrorPlan:
         total = float(np.vdot(g, g)) / self._k
         g *= self._scale
         return total, g
+
+
+class BinaryCrossEntropyPlan:
+    """``sum_i l_i`` and ``(sigmoid(z) - t) / k`` (see :class:`dense_xp.losses.BinaryCrossEntropy`)."""
+
+    def __init__(self, n: int, k: int, dtype: Any, np: Any) -> None:
+        self.np, self._k = np, k
+        self._e, self._g, self._d = (np.empty((n, k), dtype) for _ in range(3))
+        self._positive = np.empty((n, k), bool)
+
+    def __call__(self, y_pred: Any, y_true: Any) -> tuple[float, Any]:
+        np, z, e, g, d, positive = self.np, y_pred, self._e, self._g, self._d, self._positive
+        np.abs(z, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)  # in (0, 1]: no overflow
+        np.maximum(z, 0, out=d)  # the loss: max(z, 0) - z t + log1p(e), summed
+        np.subtract(d, np.multiply(z, y_true, out=g), out=d)
+        d += np.log1p(e, out=g)
+        loss_sum = float(np.add.reduce(d, axis=None)) / self._k
+        np.greater_equal(z, 0, out=positive)  # sigmoid(z), both branches stable
+        np.add(e, 1.0, out=d)
+        np.divide(np.where(positive, 1.0, e), d, out=g)
+        g -= y_true
+        if self._k != 1:
+            g /= self._k
+        return loss_sum, g
 
 
 class SoftmaxCrossEntropyPlan:
@@ -83,6 +109,7 @@ class SoftmaxCrossEntropyPlan:
 
 _PLANS: dict[type, Any] = {
     MeanSquaredError: MeanSquaredErrorPlan,
+    BinaryCrossEntropy: BinaryCrossEntropyPlan,
     SoftmaxCrossEntropy: SoftmaxCrossEntropyPlan,
 }
 

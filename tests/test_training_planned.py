@@ -103,6 +103,8 @@ def test_planned_equals_eager_per_optimizer(name: str, shuffle: bool, monkeypatc
         ("mse", ("tanh",), 1, True),  # targets of shape (n,) for one output; hits from logit > 0
         ("softmax_cross_entropy", ("relu", None), 3, True),
         ("softmax_cross_entropy", ("sigmoid", "tanh", None), 3, False),  # probability rows
+        ("binary_cross_entropy", ("relu", None), 1, True),
+        ("binary_cross_entropy", ("tanh", "linear"), 3, False),  # three labels per row, soft targets
     ],
 )
 def test_planned_equals_eager_per_loss(
@@ -167,15 +169,25 @@ def test_planned_guard_still_stops_divergence(monkeypatch: pytest.MonkeyPatch) -
 class _Options:
     """What :func:`_planned.plan` reads of the fit's options."""
 
-    def __init__(self, loss: str = "mse", compile: bool | None = None) -> None:
-        self.loss, self.compile = losses.get_loss(loss), compile
+    def __init__(self, loss: Any = "mse", compile: bool | None = None) -> None:
+        self.loss, self.compile = losses.get_loss(loss) if isinstance(loss, str) else loss, compile
+
+
+class _Halved(losses.MeanSquaredError):
+    """A loss of one's own, built on one that has a plan."""
+
+    name = "halved_mse"
+
+    def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
+        value, grad = super()._compute(y_pred, y_true, xp)
+        return value / 2, grad / 2
 
 
 @pytest.mark.parametrize(
     ("make", "options", "weights", "reason"),
     [
         (_model, _Options(compile=False), None, "compile=False"),
-        (_model, _Options("binary_cross_entropy"), None, "loss 'binary_cross_entropy' has no planned step"),
+        (_model, _Options(_Halved()), None, "loss 'halved_mse' has no planned step"),
         (_model, _Options(), np.ones(3), "loss scaling and sample weights train eagerly"),
         (lambda: _model(("relu", "gelu")), _Options(), None, "activation 'gelu' has no fused kernel"),
         (lambda: _model(dtype="float16"), _Options(), None, "float32 or float64"),
@@ -245,14 +257,16 @@ def test_dense_plan_equals_forward_and_backprop(act: str, input_grad: bool) -> N
         assert got is None
 
 
-@pytest.mark.parametrize("name", ["mse", "softmax_cross_entropy"])
+@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy", "softmax_cross_entropy"])
 @pytest.mark.parametrize("labels", [True, False])
 def test_loss_plans_equal_the_losses(name: str, labels: bool) -> None:
     """The gradient bit for bit, the loss sum to rounding, on values that are not all small."""
     rng = np.random.default_rng(5)
     loss = losses.get_loss(name)
     z = rng.standard_normal((11, 4)) * 5
-    t = rng.integers(0, 4, 11) if labels and name != "mse" else rng.uniform(0, 1, (11, 4))
+    t = rng.integers(0, 4, 11) if labels and name == "softmax_cross_entropy" else rng.uniform(0, 1, (11, 4))
+    if name == "softmax_cross_entropy" and not labels:
+        t /= t.sum(axis=1, keepdims=True)  # probability rows
     value, grad = loss(z, t)
     plan = _loss_plans.loss_plan(loss, 11, 4, z.dtype, np)
     total, g = plan(z, _loss_plans.plan_targets(loss, t, z.dtype, np))

@@ -4,7 +4,7 @@ On NumPy a small batch costs the Python around a few dozen ufunc calls more
 than their arithmetic, and a large one the temporaries it allocates and
 fills. Where the model is a stack of dense_xp's Dense layers with fused
 activations (:func:`dense_xp.layers._dense_plan.plannable`), trained on mean
-squared error or softmax cross-entropy without sample weights or loss
+squared error, binary or softmax cross-entropy without sample weights or loss
 scaling, ``fit`` plans the step once: each layer's forward and backward
 (:class:`~dense_xp.layers._dense_plan.DensePlan`), the loss
 (:mod:`dense_xp._loss_plans`), the batch's rows gathered into a buffer, and
