@@ -51,17 +51,23 @@ class NumpyOps:
         if act.name not in ("linear", "relu", "sigmoid", "tanh") or (keep and act.name != "relu"):
             return None
         wide = np.dtype(dtype) == np.float64
-        function = _NUMPY_FORWARD[act.name]
+        function, add, maximum = _NUMPY_FORWARD[act.name], np.add, np.maximum
 
         def kernel(z: Any, b: Any) -> tuple[Any, Any]:
             if b is not None:
-                np.add(z, b, out=z)
+                add(z, b, out=z)
             if keep:  # relu, z kept for backward
-                return z, np.maximum(z, 0)
+                return z, maximum(z, 0)
             function(np, z, wide)
             return z, z
 
-        return kernel
+        def relu(z: Any, b: Any) -> tuple[Any, Any]:  # the commonest, without a call per step
+            if b is not None:
+                add(z, b, out=z)
+            maximum(z, 0, out=z)
+            return z, z
+
+        return relu if act.name == "relu" and not keep else kernel
 
     @functools.lru_cache(maxsize=64)  # noqa: B019
     def backward_kernel(self, name: str | None, dtype: Any) -> Any:

@@ -65,24 +65,25 @@ class DensePlan:
             self.grads["b"] = np.empty((1, d_out), dtype)
         self._X: Any = None
         self._saved: Any = None
+        self._matmul, self._inv_n = np.matmul, 1.0 / n
 
     def forward(self, X: Any) -> Any:
         """``act(X @ W + b)``, shape ``(n, output_size)``: a buffer of the plan, valid until the next call."""
         layer = self.layer
-        self.np.matmul(X, layer.W, out=self._z)
+        self._matmul(X, layer.W, out=self._z)
         z, y = self._forward(self._z, layer.b)
         self._X, self._saved = X, z if self._saves_input else y
         return y
 
     def backward(self, d_out: Any) -> Any:
         """``grads`` of the last forward from ``d_out`` ``(n, output_size)``; ``d_input`` or ``None``."""
-        np, layer, grads = self.np, self.layer, self.grads
+        matmul, layer, grads = self._matmul, self.layer, self.grads
         dz = d_out if self._backward is None else self._backward(d_out, self._saved, self._dz)
-        dW = np.matmul(self._X.T, dz, out=grads["W"])
-        dW *= 1.0 / self.n
+        dW = matmul(self._X.T, dz, out=grads["W"])
+        dW *= self._inv_n
         if "b" in grads:
-            np.matmul(self._row, dz, out=grads["b"])
-        d_input = None if self._dx is None else np.matmul(dz, layer.W.T, out=self._dx)
+            matmul(self._row, dz, out=grads["b"])
+        d_input = None if self._dx is None else matmul(dz, layer.W.T, out=self._dx)
         if layer.grads is not grads:
             layer.grads = grads
         return d_input

@@ -84,6 +84,7 @@ class Optimizer(LearningRate, Stateful):
         self.steps, self.epochs = 0, 0
         self._signatures: list[tuple[Any, ...]] | None = None
         self._wide: list[Any] = []  # per position: the dtype of state and arithmetic
+        self._narrow: bool | None = None  # whether some parameter is narrower than its arithmetic
         self._xp: Any = None
         self._pending: dict[str, Any] | None = None  # loaded host state, placed on the next check or step
         self._now: dict[str, Any] = {}  # scalars() of the step being taken
@@ -92,6 +93,7 @@ class Optimizer(LearningRate, Stateful):
     def reset(self) -> None:
         """Forget all state: the next step starts afresh (for any parameters), at the schedule's start."""
         self.state, self.steps, self.epochs, self._signatures, self._wide = [], 0, 0, None, []
+        self._narrow = None
         self._xp, self._pending = None, None
         if isinstance(self._schedule, Schedule):
             self._schedule.reset()
@@ -182,12 +184,16 @@ class Optimizer(LearningRate, Stateful):
         if self._signatures is None or len(params) != len(self._signatures):
             return self.step(params, grads)
         self._now = self.scalars() if scalars is None else dict(scalars)  # scalars() gives a new dict
-        xp, lr, apply = self._xp, self._now["lr"], self._apply
-        clip = None
-        if self.clip_norm is not None or self.clip_value is not None:
-            clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
+        xp, lr = self._xp, self._now["lr"]
+        pairs = enumerate(zip(params, grads, strict=True))
+        if self.clip_norm is None and self.clip_value is None and self._narrow is False:
+            # the common case without _apply's casts and clipping (a small step is mostly Python)
+            self.steps += 1
+            update, writeable = self._update, array_api_compat.is_writeable_array
+            return [update(i, p, g, lr, xp=xp, inplace=writeable(p)) for i, (p, g) in pairs]
+        clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
         self.steps += 1
-        return [apply(i, p, g, lr, clip, xp=xp) for i, (p, g) in enumerate(zip(params, grads, strict=True))]
+        return [self._apply(i, p, g, lr, clip, xp=xp) for i, (p, g) in pairs]
 
     def record_step(self, state: list[dict[str, Any]]) -> None:
         """Take the state of a step computed elsewhere (a compiled training step): one more step taken.
@@ -235,6 +241,7 @@ class Optimizer(LearningRate, Stateful):
                 for p, sig, wide in zip(params, signatures, wides, strict=True)
             ]
         self.state, self._wide, self._signatures, self._xp, self._pending = state, wides, signatures, xp, None
+        self._narrow = any(w != p.dtype for w, p in zip(wides, params, strict=True))  # 16-bit: cast
 
     def _apply(self, i: int, p: Any, g: Any, lr: float, clip: Clip | None, *, xp: Any) -> Any:
         """:meth:`_update` of ``p`` with ``g`` clipped, through float32 for a 16-bit ``p``."""

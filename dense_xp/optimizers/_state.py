@@ -78,6 +78,7 @@ class Stateful:
     loss_scale: dict[str, Any] | None
     _signatures: list[tuple[Any, ...]] | None
     _wide: list[Any]
+    _narrow: bool | None
     _xp: Any
     _pending: dict[str, Any] | None
     _schedule: Schedule | Callable[[int], float] | None
@@ -248,4 +249,5 @@ class Stateful:
                 }
                 for arrays, (xp, dev), wide in zip(d["state"], placed, d["_wide"], strict=True)
             ]
+        d.setdefault("_narrow", None)  # pickled before it was kept: the step casts as it must
         self.__dict__.update(d)

@@ -60,6 +60,8 @@ class PlannedStep:
         self.y = _loss_plans.plan_targets(loss, y, model.compute_dtype, np)
         self.k = int(model.output_size)
         self._kits: dict[int, tuple[Any, ...]] = {}  # per batch size: buffers and plans
+        # the parameters by slot, read on every step (a guard or a callback may replace them)
+        self._slots = [(layer, name) for layer in model.layers for name in layer.parameters()]
 
     def _kit(self, m: int) -> tuple[Any, ...]:
         np, model = self.np, self.model
@@ -69,14 +71,14 @@ class PlannedStep:
             rows += (np.empty((m, self.X.shape[1]), model.compute_dtype),)
         loss = _loss_plans.loss_plan(self.loss, m, self.k, model.compute_dtype, np)
         grads = [g for p in layers for g in p.grads.values()]
-        self._kits[m] = kit = (layers, rows, loss, grads)
+        self._kits[m] = kit = (layers, layers[::-1], rows, loss, grads)
         return kit
 
     def __call__(self, index: Any, m: int) -> tuple[int, float, int]:
         """Train on the rows ``index`` (a slice or an index array) of ``m`` rows: ``(m, loss sum, hits)``."""
-        np, model = self.np, self.model
-        layers, rows, loss, grads = self._kits.get(m) or self._kit(m)
-        if isinstance(index, slice):
+        np = self.np
+        layers, backwards, rows, loss, grads = self._kits.get(m) or self._kit(m)
+        if type(index) is slice:
             Xb, yb, cb = self.X[index], self.y[index], self.classes[index]
         else:
             arrays = (self.X, self.y, self.classes)
@@ -88,12 +90,14 @@ class PlannedStep:
         for layer in layers:
             out = layer.forward(out)
         loss_sum, g = loss(out, yb)
-        guess = out[:, 0] > 0 if self.k == 1 else np.argmax(out, axis=1)
+        guess = out[:, 0] > 0 if self.k == 1 else out.argmax(axis=1)
         hits = int(np.count_nonzero(guess == cb))
-        for layer in reversed(layers):
+        for layer in backwards:
             g = layer.backward(g)
-        params = model.parameters()
+        params = [getattr(layer, name) for layer, name in self._slots]
         new = self.optimizer.step_unchecked(params, grads)
-        if any(a is not b for a, b in zip(new, params, strict=True)):
-            model.set_parameters(new)
+        for a, b in zip(new, params, strict=True):
+            if a is not b:  # an update that is not in place
+                self.model.set_parameters(new)
+                break
         return m, loss_sum, hits
