@@ -1,9 +1,10 @@
 """Losses of the planned training step on NumPy: the batch's loss sum and gradient into buffers made once.
 
 Each plan computes what its loss's ``_compute`` in :mod:`dense_xp.losses`
-computes, with ufuncs writing into arrays allocated once per batch size and
-none of the per-call checks (``fit`` checked the targets once). The gradient
-equals the loss's bit for bit; the loss sum equals ``value * n`` to rounding
+computes (softmax cross-entropy's in :mod:`dense_xp._softmax_ce`), with
+ufuncs writing into arrays allocated once per batch size and none of the
+per-call checks (``fit`` checked the targets once). The gradient equals the
+loss's bit for bit; the loss sum equals ``value * n`` to rounding
 (``tests/test_training_planned.py``). A plan takes targets already in the
 outputs' dtype and shape (:func:`plan_targets`).
 """

@@ -20,8 +20,8 @@ from typing import Any
 
 import array_api_compat
 
-from . import _backend, _loss_names, _targets
-from ._checks import check_int, dtype_name
+from . import _backend, _loss_names, _softmax_ce, _targets
+from ._checks import check_int
 from ._metrics import METRICS, accuracy, hit_counter, target_classes
 
 __all__ = [
@@ -243,70 +243,16 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
 
     def _compute(self, y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
-        z = y_pred
-        xp, t = _targets.prepare(z, y_true, cast=False, xp=xp)
-        n, k = _targets.shape(z)
-        dev = array_api_compat.device(z)
-        labels = t.ndim == 1
-        if labels:
-            _targets.check_labels(t, n, k, xp=xp)
-            kind = t.dtype if xp.iinfo(t.dtype).max >= k - 1 else xp.int64
-            t = xp.astype(t[:, None] == xp.arange(k, dtype=kind, device=dev), z.dtype)
-        else:
-            t = _targets.same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        p = xp.exp(shifted)
-        total = xp.sum(p, axis=1, keepdims=True)
-        log_total = xp.log(total)
-        weight = None if labels else xp.sum(t, axis=1, keepdims=True)  # 1 for one-hot rows
-        picked = xp.sum(t * shifted)
-        value = (xp.sum(log_total if weight is None else weight * log_total) - picked) / n
-        if array_api_compat.is_writeable_array(p):
-            p /= total
-            if weight is not None:
-                p *= weight
-            p -= t
-            return value, p
-        p = p / total
-        return value, (p if weight is None else p * weight) - t
+        return _softmax_ce.value_and_grad(y_pred, y_true, xp)
 
     def _rows(self, y_pred: Any, y_true: Any, xp: Any = None) -> Any:
-        z = y_pred
-        xp, t = _targets.prepare(z, y_true, cast=False, xp=xp)
-        n, k = _targets.shape(z)
-        if t.ndim == 1:
-            _targets.check_labels(t, n, k, xp=xp)
-            kind = t.dtype if xp.iinfo(t.dtype).max >= k - 1 else xp.int64
-            t = xp.astype(t[:, None] == xp.arange(k, dtype=kind, device=array_api_compat.device(z)), z.dtype)
-        else:
-            t = _targets.same_shape(z, t if t.dtype == z.dtype else xp.astype(t, z.dtype), xp=xp)
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        log_total = xp.log(xp.sum(xp.exp(shifted), axis=1))
-        return xp.sum(t, axis=1) * log_total - xp.sum(t * shifted, axis=1)
+        return _softmax_ce.row_losses(y_pred, y_true, xp)
 
     def _allowed_shapes(self, ndim: int, n_outputs: int) -> list[tuple[int, ...]]:
         return [(), (n_outputs,)]
 
     def _check_values(self, y: Any, low: float, high: float, n_outputs: int, *, xp: Any) -> None:
-        if y.ndim == 1:
-            if not xp.isdtype(y.dtype, "integral"):
-                msg = (
-                    f"`y` as class labels of shape (n,) must hold integers, got dtype {dtype_name(y.dtype)}; "
-                    "convert it to integers or pass one-hot rows of shape (n, k)"
-                )
-                raise TypeError(msg)
-            if low < 0 or high >= n_outputs:
-                msg = f"`y` must hold class labels in [0, {n_outputs}), got values in [{low:g}, {high:g}]"
-                raise ValueError(msg)
-            return
-        if not (low >= 0 and high <= 1):
-            msg = f"`y` as one-hot or probability rows must hold values in [0, 1], got [{low}, {high}]"
-            raise ValueError(msg)
-        sums = xp.sum(xp.astype(y, xp.float32) if dtype_name(y.dtype) == "float16" else y, axis=1)
-        lo, hi = _targets.min_max(sums, xp=xp)
-        if abs(lo - 1) > 1e-3 or abs(hi - 1) > 1e-3:
-            msg = f"`y` as one-hot or probability rows must have rows summing to 1, got sums in [{lo}, {hi}]"
-            raise ValueError(msg)
+        _softmax_ce.check_values(y, low, high, n_outputs, xp=xp)
 
 
 mse = MeanSquaredError()

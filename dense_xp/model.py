@@ -1,18 +1,25 @@
-"""A stack of layers: forward and backward, moves, predict and evaluate; ``fit`` hands off to training."""
+"""A stack of layers: forward and backward, moves, predict and evaluate; ``fit`` hands off to training.
+
+:class:`Sequential` inherits the lists of every layer's arrays (``parameters``,
+``set_gradients``...) from ``_model_arrays``, and ``predict_proba`` and
+``predict_classes`` from ``_model_outputs``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import _backend, _checks, _data, _save, _stack, distributed
+from ._model_arrays import _ModelArrays
+from ._model_outputs import _ClassifierOutputs
 from .layers.base import Layer
 from .losses import METRICS, get_loss
 
 __all__ = ["Sequential"]
 
 
-class Sequential:
+class Sequential(_ModelArrays, _ClassifierOutputs):
     """Layers applied in order: ``y = layers[-1](...(layers[0](X)))``.
 
     Parameters
@@ -185,50 +192,6 @@ class Sequential:
             _stack.check_grads(i, layer, d_out, n, input_grad or i > 0)
         return d_out
 
-    # -- arrays of every layer, in layer order ------------------------------------------
-    def parameters(self) -> list[Any]:
-        """Every trainable array, in layer order (for a Dense layer ``W``, then ``b``)."""
-        return [p for layer in self._layers for p in layer.parameters().values()]
-
-    def named_parameters(self) -> dict[str, Any]:
-        """Every trainable array by name: ``{"layers.0.W": W, ...}``."""
-        return {
-            f"layers.{i}.{k}": p
-            for i, layer in enumerate(self._layers)
-            for k, p in layer.parameters().items()
-        }
-
-    def gradients(self) -> list[Any]:
-        """Every layer's gradients from the last backward, in :meth:`parameters` order."""
-        return [layer.grads[name] for layer in self._layers for name in layer.parameters()]
-
-    def set_parameters(self, values: Iterable[Any]) -> None:
-        """Assign :meth:`parameters` in order (each checked as ``layer.W = ...`` is)."""
-        values = list(values)
-        slots = [(layer, name) for layer in self._layers for name in layer.parameters()]
-        if len(values) != len(slots):
-            msg = f"`values` must hold {len(slots)} arrays (one per parameter), got {len(values)}"
-            raise ValueError(msg)
-        for (layer, name), value in zip(slots, values, strict=True):
-            if getattr(layer, name) is not value:  # an update in place leaves the slot as it is
-                setattr(layer, name, value)
-
-    def set_gradients(self, values: Iterable[Any]) -> None:
-        """Replace every layer's gradients, in :meth:`parameters` order (loss scaling unscales them)."""
-        slots = [(layer, name) for layer in self._layers for name in layer.parameters()]
-        for (layer, name), value in zip(slots, list(values), strict=True):
-            layer.grads[name] = value
-
-    def states(self) -> list[Any]:
-        """Every non-trainable array (running statistics), in layer order."""
-        return [a for layer in self._layers for a in layer.state().values()]
-
-    def set_states(self, values: Iterable[Any]) -> None:
-        """Assign :meth:`states` in order."""
-        slots = [(layer, name) for layer in self._layers for name in layer.state()]
-        for (layer, name), value in zip(slots, list(values), strict=True):
-            setattr(layer, name, value)
-
     # -- moves and files ---------------------------------------------------------------------
     def to(
         self,
@@ -331,60 +294,3 @@ class Sequential:
 
     #: The name of the loss of the last fit (read by predict_proba).
     fitted_loss: str | None = None
-
-    @_backend.runs_on_device
-    def predict_proba(self, X: Any, batch_size: int | None = None, *, loss: str | None = None) -> Any:
-        """Class probabilities for ``X`` on the model's device.
-
-        The outputs of :meth:`predict` are logits; this applies the link of the
-        loss: softmax for ``"softmax_cross_entropy"`` (rows sum to 1), sigmoid
-        for ``"binary_cross_entropy"`` (each output in ``[0, 1]``).
-
-        Parameters
-        ----------
-        X : array_like, shape (n, input_size)
-        batch_size : int, optional
-            Rows per forward pass, as in :meth:`predict`.
-        loss : str, optional
-            ``"softmax_cross_entropy"`` or ``"binary_cross_entropy"``. Default:
-            the loss the model was last fitted with (a loaded checkpoint has
-            none: pass it).
-
-        Returns
-        -------
-        array, shape (n, output_size)
-            Probabilities in the model's dtype.
-
-        Raises
-        ------
-        ValueError
-            The loss is not a classification loss (``"mse"``, a custom loss),
-            or unknown because the model was never fitted.
-        """
-        name = _stack.probability_loss(loss, self.fitted_loss)
-        z = _data.widen(self, self.predict(X, batch_size))  # probabilities in param_dtype, as the loss
-        return _stack.probabilities(z, name, xp=self.xp)
-
-    @_backend.runs_on_device
-    def predict_classes(self, X: Any, batch_size: int | None = None) -> Any:
-        """Predicted class of each row of ``X``, as :func:`dense_xp.losses.accuracy` counts a hit.
-
-        Parameters
-        ----------
-        X : array_like, shape (n, input_size)
-        batch_size : int, optional
-            Rows per forward pass, as in :meth:`predict`.
-
-        Returns
-        -------
-        array of int, shape (n,)
-            The argmax of each row of logits; with one output, 1 where the
-            logit is above 0 (probability above 0.5) and 0 elsewhere. On the
-            model's device, in the namespace's default index dtype.
-        """
-        z = self.predict(X, batch_size)
-        xp = self.xp
-        if z.shape[1] != 1:
-            return xp.argmax(z, axis=1)
-        index = xp.__array_namespace_info__().default_dtypes(device=self.device)["indexing"]
-        return xp.astype(z[:, 0] > 0, index)

@@ -12,8 +12,9 @@ parameter slots, moves, copies, pickling, checkpoints)::
 See the docs' "Writing a layer" page and :class:`Layer` for the rules of each.
 :func:`register_layer` makes a class loadable from checkpoints by name. The
 base class's helpers live beside it: the table of registered classes in
-``_registry``, the array slots in ``_slots``, moves, copies and pickles in
-``_transfer``, and the :func:`filling` / :func:`training_batch` blocks in
+``_registry``, the array slots in ``_slots``, the arrays by name and the
+dtypes in ``_arrays`` (a base of :class:`Layer`), moves, copies and pickles
+in ``_transfer``, and the :func:`filling` / :func:`training_batch` blocks in
 ``_context``; everything is importable from here.
 """
 
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .. import _backend, _checks, _save
 from . import _registry, _slots, _transfer
+from ._arrays import _LayerArrays
 from ._context import DECLARE as DECLARE
 from ._context import batch_position, filled_from, training_batch
 from ._context import filling as filling
@@ -32,7 +34,7 @@ from ._slots import Init as Init
 __all__ = ["LAYERS", "Layer", "batch_position", "get_layer_class", "register_layer", "training_batch"]
 
 
-class Layer:
+class Layer(_LayerArrays):
     """Base class of every layer: placement, checked parameters and state, moves, pickling.
 
     Parameters
@@ -192,68 +194,6 @@ class Layer:
     def _settle(self) -> None:
         """Hook: reset caches and per-device choices after a build or a move (does nothing here)."""
 
-    # -- arrays by name -----------------------------------------------------------
-    def parameters(self) -> dict[str, Any]:
-        """The trainable arrays by name, in declaration order."""
-        return {name: getattr(self, name) for name in self._params}
-
-    def state(self) -> dict[str, Any]:
-        """The non-trainable arrays by name (running statistics), in declaration order."""
-        return {name: getattr(self, name) for name in self._states}
-
-    def arrays(self) -> dict[str, Any]:
-        """Every array: parameters, then state."""
-        return {name: getattr(self, name) for name in self._shapes}
-
-    def array_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape of every declared array, parameters then state."""
-        return dict(self._shapes)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        shapes = self.__dict__.get("_shapes")
-        if shapes is not None and name in shapes and value is not self.__dict__.get(name):
-            value = self._checked(name, value)
-        object.__setattr__(self, name, value)
-
-    def _checked(self, name: str, value: Any) -> Any:
-        """``value`` for slot ``name`` if it is an array of the layer's library, device, dtype and shape."""
-        where = f"`{self.path}.{name}`" if self.path else f"`{name}`"
-        placement = {"xp": self.xp, "device": self.device, "dtype": self._param_dtype}
-        return _slots.checked(value, where, self._shapes[name], **placement)
-
-    # -- dtypes and the compute dtype -----------------------------------------------
-    @property
-    def param_dtype(self) -> Any:
-        """The dtype of the parameters, their gradients and the state."""
-        return self._param_dtype
-
-    @property
-    def compute_dtype(self) -> Any:
-        """The dtype of forward and backward: inputs, outputs and ``d_input``."""
-        return self._compute_dtype
-
-    @property
-    def dtype(self) -> Any:
-        """The dtype of the parameters, ``param_dtype``."""
-        return self._param_dtype
-
-    @property
-    def mixed(self) -> bool:
-        """Whether the compute dtype is narrower than the parameters' (mixed precision)."""
-        return bool(self._compute_dtype != self._param_dtype)
-
-    def cast(self, a: Any) -> Any:
-        """``a`` (a parameter) in the compute dtype: a copy where that is narrower."""
-        return a if a is None or a.dtype == self._compute_dtype else self.xp.astype(a, self._compute_dtype)
-
-    def widen(self, a: Any) -> Any:
-        """``a`` (a gradient of the compute dtype) in the parameter dtype."""
-        return a if a.dtype == self._param_dtype else self.xp.astype(a, self._param_dtype)
-
-    def placement(self) -> tuple[Any, Any, Any, Any]:
-        """``(xp, device, param_dtype, compute_dtype)``: what the layers of one model share."""
-        return self.xp, self.device, self._param_dtype, self._compute_dtype
-
     # -- moves ----------------------------------------------------------------------
     def to(
         self,
@@ -310,10 +250,6 @@ class Layer:
     def save(self, path: Any) -> None:
         """Write a checkpoint of this layer (see :func:`dense_xp.save`)."""
         _save.save(self, path)
-
-    def _dtype_repr(self) -> str:
-        param, compute = _checks.dtype_name(self._param_dtype), _checks.dtype_name(self._compute_dtype)
-        return f"dtype={param}" if param == compute else f"param_dtype={param}, compute_dtype={compute}"
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

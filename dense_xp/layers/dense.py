@@ -1,21 +1,25 @@
-"""The dense layer ``act(X @ W + b)``, written once against the array API."""
+"""The dense layer ``act(X @ W + b)``, written once against the array API.
+
+:class:`DenseLayer` inherits its checks of ``X`` and ``d_out`` and its
+in-place arithmetic from ``_dense_helpers``; forward and backward are here.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import array_api_compat
 
 from .. import _backend, _checks, initializers
 from ..activations import get_activation
+from ._dense_helpers import _DenseHelpers
 from .base import Layer, builtin
 
 __all__ = ["Dense", "DenseLayer"]
 
 
 @builtin
-class DenseLayer(Layer):
+class DenseLayer(_DenseHelpers, Layer):
     """A fully connected layer ``y = act(X @ W + b)`` with forward, backward and SGD.
 
     Parameters
@@ -228,75 +232,6 @@ class DenseLayer(Layer):
             self._compute_dtype = self.W.dtype
         self._matmul = _backend.matmul(self.xp, self._compute_dtype)
         self._plan = self._act.backward_for(self._compute_dtype)  # what to cache, which derivative
-
-    def _check_act(self, out: Any, shape: tuple[int, ...], direction: str) -> None:
-        if tuple(out.shape) != tuple(shape):
-            name = self.activation
-            msg = (
-                f"activation {name!r} {direction} returned shape {tuple(out.shape)} for an input of shape "
-                f"{tuple(shape)}: an activation is elementwise and keeps the shape"
-            )
-            raise ValueError(msg)
-
-    def _weight_grad(self, X: Any, dz: Any) -> Any:
-        """``X.T @ dz / n`` in the parameter dtype.
-
-        In a narrower compute dtype ``1/n`` comes first: a sum of ``n``
-        products may overflow float16 where their mean does not.
-        """
-        if self.mixed:
-            return self.widen(self._matmul(X.T, dz * (1.0 / X.shape[0])))
-        dW = self._matmul(X.T, dz)
-        if self._inplace:
-            dW *= 1.0 / X.shape[0]
-            return dW
-        return dW * (1.0 / X.shape[0])
-
-    def _mean_row(self, n: int) -> Any:
-        """A cached ``(1, n)`` row of ``1/n``: ``row @ dz`` is the batch mean of ``dz``."""
-        row = self._row
-        if row is None or row.shape[1] != n:
-            row = self._row = self.xp.full((1, n), 1.0 / n, dtype=self._compute_dtype, device=self.device)
-        return row
-
-    def _add_(self, a: Any, b: Any) -> Any:
-        if self._inplace:
-            a += b
-            return a
-        return a + b
-
-    def _sub_(self, name: str, step: Any) -> None:
-        if self._inplace:
-            getattr(self, name).__isub__(step)
-        else:
-            setattr(self, name, getattr(self, name) - step)
-
-    def _input(self, X: Any) -> Any:
-        X = _backend.as_input(X, name="X", xp=self.xp, device=self.device, dtype=self._compute_dtype)
-        if self.input_size is None and X.ndim in (1, 2) and X.shape[-1]:
-            self.build_for(int(X.shape[-1]))
-        if X.ndim not in (1, 2) or X.shape[-1] != self.input_size or X.shape[0] == 0:
-            msg = (
-                f"`X` must have shape (n, {self.input_size}) with n >= 1, or ({self.input_size},) "
-                f"for one sample; got shape {tuple(X.shape)}"
-            )
-            raise ValueError(msg)
-        return X if X.ndim == 2 else X[None, :]
-
-    def _d_out(self, d_out: Any, shape: tuple[int, int]) -> Any:
-        if math.isnan(shape[0]):
-            msg = (
-                "`X` of the last forward has an unknown number of rows (a Dask array with unknown chunk "
-                "sizes), which backward needs: call `X.compute_chunk_sizes()` before forward"
-            )
-            raise ValueError(msg)
-        d_out = _backend.as_input(
-            d_out, name="d_out", xp=self.xp, device=self.device, dtype=self._compute_dtype
-        )
-        if tuple(d_out.shape) != shape:
-            msg = f"`d_out` must have the output's shape {shape}, got {tuple(d_out.shape)}"
-            raise ValueError(msg)
-        return d_out
 
     def __repr__(self) -> str:
         return (
