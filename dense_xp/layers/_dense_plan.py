@@ -13,17 +13,12 @@ from typing import Any
 
 from .. import _backend, _checks
 from ..activations import get_activation
-from .dense import DenseLayer
 
-__all__ = ["DensePlan", "plannable"]
+__all__ = ["DensePlan", "unplannable"]
 
 
-def plannable(layer: Any) -> str | None:
-    """Why ``layer`` trains without a plan, or ``None`` where :class:`DensePlan` runs it."""
-    kind = type(layer)
-    own = (kind.forward, kind.backprop) != (DenseLayer.forward, DenseLayer.backprop)  # overridden
-    if not isinstance(layer, DenseLayer) or own:
-        return f"{kind.__name__} has no planned step"
+def unplannable(layer: Any) -> str | None:
+    """Why a Dense ``layer`` has no :class:`DensePlan`, or ``None`` (see ``DenseLayer.plan_step``)."""
     if not layer.built:
         return "the layer is not built"
     dtype = layer.compute_dtype
@@ -40,7 +35,7 @@ class DensePlan:
     Parameters
     ----------
     layer : DenseLayer
-        A built layer on NumPy that :func:`plannable` accepts. Its ``W`` and ``b`` are
+        A built layer on NumPy that :func:`unplannable` accepts. Its ``W`` and ``b`` are
         read on every call (an optimizer, a guard or a callback may replace
         them); its ``grads`` become this plan's gradient buffers.
     n : int
@@ -49,11 +44,11 @@ class DensePlan:
         Whether :meth:`backward` returns ``d_input`` (every layer but the first).
     """
 
-    def __init__(self, layer: DenseLayer, n: int, *, input_grad: bool) -> None:
+    def __init__(self, layer: Any, n: int, *, input_grad: bool) -> None:
         ops = _backend.fused_ops(layer.xp)
         np, dtype = ops.np, layer.compute_dtype
         d_in, d_out = int(layer.input_size or 0), int(layer.output_size or 0)
-        self.layer, self.np, self.n = layer, np, n
+        self.layer = layer
         self._forward = ops.forward_kernel(layer.activation, dtype)
         self._backward = ops.backward_kernel(layer.activation, dtype)  # None: linear, d_z is d_out
         self._saves_input = get_activation(layer.activation).backward_for(dtype).saves == "input"

@@ -194,6 +194,17 @@ class Layer(_LayerArrays):
     def _settle(self) -> None:
         """Hook: reset caches and per-device choices after a build or a move (does nothing here)."""
 
+    def plan_step(self, n: int, *, input_grad: bool) -> Any:
+        """Hook: this layer's training step on ``n`` rows with buffers made once, for ``fit`` on NumPy.
+
+        Returns an object with ``forward(X) -> y``, ``backward(d_out) ->
+        d_input or None`` and ``grads`` (the arrays ``backward`` fills, by
+        parameter name), equal to :meth:`forward` in training mode and
+        :meth:`backprop`; or a string saying why there is none (the default):
+        ``fit`` then trains the model eagerly. ``n=0`` asks only whether.
+        """
+        return f"{type(self).__name__} has no planned step"
+
     # -- moves ----------------------------------------------------------------------
     def to(
         self,

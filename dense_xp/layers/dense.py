@@ -12,6 +12,7 @@ import array_api_compat
 
 from .. import _backend, _checks, initializers
 from ..activations import get_activation
+from . import _dense_plan
 from ._dense_helpers import _DenseHelpers
 from .base import Layer, builtin
 
@@ -205,6 +206,14 @@ class DenseLayer(_DenseHelpers, Layer):
         if self.b is not None:  # a matrix product: one BLAS call
             self.grads["b"] = self.widen(self._matmul(self._mean_row(X.shape[0]), dz))
         return d_input
+
+    def plan_step(self, n: int, *, input_grad: bool) -> Any:
+        """See :meth:`Layer.plan_step`: a :class:`._dense_plan.DensePlan`, unless a subclass has its own."""
+        mine = (type(self).forward, type(self).backprop) == (DenseLayer.forward, DenseLayer.backprop)
+        if not mine:
+            return super().plan_step(n, input_grad=input_grad)
+        why = _dense_plan.unplannable(self)
+        return why if why is not None or n == 0 else _dense_plan.DensePlan(self, n, input_grad=input_grad)
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this layer (without parameters, dtype or device)."""

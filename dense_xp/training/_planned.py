@@ -2,9 +2,9 @@
 
 On NumPy a small batch costs the Python around a few dozen ufunc calls more
 than their arithmetic, and a large one the temporaries it allocates and
-fills. Where the model is a stack of dense_xp's Dense layers with fused
-activations (:func:`dense_xp.layers._dense_plan.plannable`), trained on mean
-squared error, binary or softmax cross-entropy without sample weights or loss
+fills. Where every layer has a planned step (:meth:`dense_xp.Layer.plan_step`:
+dense_xp's Dense layers with fused activations), trained on mean squared
+error, binary or softmax cross-entropy without sample weights or loss
 scaling, ``fit`` plans the step once: each layer's forward and backward
 (:class:`~dense_xp.layers._dense_plan.DensePlan`), the loss
 (:mod:`dense_xp._loss_plans`), the batch's rows gathered into a buffer, and
@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _backend, _loss_plans
-from ..layers._dense_plan import DensePlan, plannable
 
 __all__ = ["PlannedStep", "plan"]
 
@@ -32,10 +31,11 @@ def plan(model: Any, options: Any, *, scaling: bool, weights: Any) -> str | None
         return "only NumPy models plan their step"
     if scaling or weights is not None:
         return "loss scaling and sample weights train eagerly"
-    for reason in (*(plannable(layer) for layer in model.layers), _loss_plans.plannable_loss(options.loss)):
+    for layer in model.layers:
+        reason = layer.plan_step(0, input_grad=False)
         if reason is not None:
-            return reason
-    return None
+            return str(reason)
+    return _loss_plans.plannable_loss(options.loss)
 
 
 class PlannedStep:
@@ -65,7 +65,7 @@ class PlannedStep:
 
     def _kit(self, m: int) -> tuple[Any, ...]:
         np, model = self.np, self.model
-        layers = [DensePlan(layer, m, input_grad=i > 0) for i, layer in enumerate(model.layers)]
+        layers = [layer.plan_step(m, input_grad=i > 0) for i, layer in enumerate(model.layers)]
         rows = tuple(np.empty((m, *a.shape[1:]), a.dtype) for a in (self.X, self.y, self.classes))
         if self._cast:
             rows += (np.empty((m, self.X.shape[1]), model.compute_dtype),)
