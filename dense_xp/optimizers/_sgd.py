@@ -70,7 +70,9 @@ class SGD(Optimizer):
             state = self.state[i]
             kept = self._now["kept"]
             buf = mul(state["momentum_buffer"], self.momentum, inplace)
-            buf = add(buf, d if kept == 1.0 else d * kept, inplace)
+            # all of d at kept == 1 (torch's first step); a traced kept is multiplied in: d * 1 is d exactly
+            whole = isinstance(kept, float) and kept == 1.0
+            buf = add(buf, d if whole else d * kept, inplace)
             state["momentum_buffer"] = buf
             if self.nesterov:
                 d = add(buf * self.momentum, d, inplace)  # into the new product: g stays as it is
