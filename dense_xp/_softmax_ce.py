@@ -12,7 +12,7 @@ from typing import Any
 
 import array_api_compat
 
-from . import _targets
+from . import _backend, _targets
 from ._checks import dtype_name
 
 __all__ = ["check_values", "row_losses", "value_and_grad"]
@@ -55,7 +55,7 @@ def value_and_grad(y_pred: Any, y_true: Any, xp: Any = None) -> tuple[Any, Any]:
     weight = None if labels else xp.sum(t, axis=1, keepdims=True)  # 1 for one-hot rows
     picked = xp.sum(t * shifted)
     value = (xp.sum(log_total if weight is None else weight * log_total) - picked) / n
-    if array_api_compat.is_writeable_array(p):
+    if _backend.writeable(p):
         p /= total
         if weight is not None:
             p *= weight

@@ -182,7 +182,7 @@ class MeanSquaredError(Loss):
         diff = y_pred - _targets.same_shape(y_pred, y_true, xp=xp)
         value = xp.mean(diff * diff)
         scale = 2.0 / y_pred.shape[1]
-        if array_api_compat.is_writeable_array(diff):
+        if _backend.writeable(diff):
             diff *= scale
             return value, diff
         return value, diff * scale
@@ -211,7 +211,7 @@ class BinaryCrossEntropy(Loss):
         value = xp.mean(xp.where(z > 0, z, 0.0) - z * t + xp.log1p(e))
         grad = xp.where(z >= 0, 1.0, e) / (1.0 + e)  # sigmoid(z), both branches stable
         k = z.shape[1]
-        if array_api_compat.is_writeable_array(grad):
+        if _backend.writeable(grad):
             grad -= t
             if k != 1:
                 grad /= k

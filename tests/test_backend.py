@@ -269,3 +269,14 @@ def test_device_spec_round_trips_and_falls_back_to_a_cpu(backend):
         assert cpu_xp is (xp if name != "array_api_compat.cupy" else dense_xp.resolve_device("cpu")[0])
         assert "cpu" in str(cpu_device).lower()
     assert _backend.restore_device("no_such_array_library", "tpu:0") == dense_xp.resolve_device("cpu")
+
+
+def test_writeable_answers_as_array_api_compat_per_array_type() -> None:
+    frozen = np.ones(3)
+    frozen.flags.writeable = False
+    assert _backend.writeable(np.ones(3)) is True
+    assert _backend.writeable(frozen) is False  # NumPy's answer is per array, never kept per type
+    assert _backend.writeable(np.ones(3)) is True
+    strict = pytest.importorskip("array_api_strict")
+    a = strict.asarray([1.0, 2.0])
+    assert _backend.writeable(a) is bool(array_api_compat.is_writeable_array(a))

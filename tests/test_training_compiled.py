@@ -18,6 +18,7 @@ import pytest
 import dense_xp
 from dense_xp import losses, schedules
 from dense_xp.callbacks import EarlyStopping
+from dense_xp.training import _compiled
 
 from .conftest import load_backend
 from .helpers import wide
@@ -48,14 +49,25 @@ def _host(model: dense_xp.Sequential) -> list[np.ndarray]:
     return [dense_xp.to_numpy(a) for a in model.parameters() + model.states()]
 
 
-def _pair(make: Any, **fit: Any) -> tuple[Any, Any]:
-    """Train the same model eagerly and compiled; return both ``(model, optimizer, history)``."""
+def _pair(make: Any, compile: bool | None = None, gives_up: bool = False, **fit: Any) -> tuple[Any, Any]:
+    """Train the same model eagerly and compiled; return both ``(model, optimizer, history)``.
+
+    The compiled fit must have run compiled to its end (unless it ``gives_up``):
+    a step that gave up trains eagerly, equal to eager training by construction.
+    """
     out = []
-    for compile in (False, None):
+    for mode in (False, compile):
         model, optimizer = make()
-        history = model.fit(*_data(), optimizer=optimizer, compile=compile, verbose=0, **fit)
+        history = model.fit(*_data(), optimizer=optimizer, compile=mode, verbose=0, **fit)
         out.append((model, optimizer, history))
+    assert (_compiled_reason(model) is not None) == gives_up, _compiled_reason(model)
     return out[0], out[1]
+
+
+def _compiled_reason(model: Any) -> str | None:
+    """Why the model's last compiled step gave up, or ``None`` where it ran to the end of the fit."""
+    assert model in _compiled._LAST, "the fit did not compile its step"
+    return _compiled._LAST[model][1].reason
 
 
 OPTIMIZERS = {
@@ -135,7 +147,7 @@ def test_dropout_trains_eagerly_with_its_masks() -> None:
     xp, device = load_backend("jax")
     eager, compiled = _pair(
         lambda: (_model(xp, device, dense_xp.Dropout(0.3, seed=5, xp=xp, device=device)), dense_xp.SGD(0.05)),
-        loss="softmax_cross_entropy", epochs=2, batch_size=50, seed=0,
+        loss="softmax_cross_entropy", epochs=2, batch_size=50, seed=0, gives_up=True,
     )  # fmt: skip
     for a, b in zip(_host(eager[0]), _host(compiled[0]), strict=True):
         np.testing.assert_array_equal(b, a)  # a frozen mask would change every step after the first
@@ -185,10 +197,53 @@ def test_compile_argument_is_checked(backend: tuple[Any, Any]) -> None:
     with pytest.raises(TypeError, match="`compile`"):
         model.fit(X, y, loss="softmax_cross_entropy", compile="yes", verbose=0)
     before = _host(model)
-    if array_api_compat.is_jax_namespace(xp):
-        model.fit(X, y, loss="softmax_cross_entropy", compile=True, epochs=1, verbose=0)
+    if array_api_compat.is_jax_namespace(xp) or array_api_compat.is_torch_namespace(xp):
+        model.fit(X, y, loss="softmax_cross_entropy", compile=True, epochs=1, batch_size=50, verbose=0)
+        assert _compiled_reason(model) is None
         return
     with pytest.raises(ValueError, match="`compile=True` cannot compile"):
         model.fit(X, y, loss="softmax_cross_entropy", compile=True, verbose=0)
     for a, b in zip(before, _host(model), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# torch.compile: opt-in, from the same array API code. Each test compiles (seconds on a CPU).
+@pytest.mark.parametrize("name", ["sgd-momentum-nesterov", "adam-clip-norm"])
+def test_torch_compile_equals_eager(name: str) -> None:
+    xp, device = load_backend("torch")
+    eager, compiled = _pair(
+        lambda: (_model(xp, device), OPTIMIZERS[name]()), compile=True,
+        loss="softmax_cross_entropy", epochs=2, batch_size=32, seed=3,  # a last batch of 22: two graphs
+    )  # fmt: skip
+    # inductor fuses the elementwise passes: float64 rounding may differ from eager's by a few ulps
+    for a, b in zip(_host(eager[0]), _host(compiled[0]), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    for s, t in zip(eager[1].state, compiled[1].state, strict=True):
+        for key in s:
+            np.testing.assert_allclose(
+                dense_xp.to_numpy(t[key]), dense_xp.to_numpy(s[key]), rtol=1e-10, atol=1e-12
+            )
+    assert compiled[1].steps == eager[1].steps == 10
+    for key, values in eager[2].items():
+        np.testing.assert_allclose(compiled[2][key], values, rtol=1e-10)
+
+
+def test_torch_trains_eagerly_unless_asked() -> None:
+    xp, device = load_backend("torch")
+    model = _model(xp, device)
+    model.fit(*_data(), loss="softmax_cross_entropy", optimizer="sgd", epochs=1, verbose=0)
+    assert model not in _compiled._LAST  # compile=None: no torch.compile, whose first steps cost seconds
+
+
+def test_torch_compile_guard_catches_divergence_and_restores() -> None:
+    xp, device = load_backend("torch")
+    model = _model(xp, device)
+    X, y = _data()
+    model.fit(X, np.eye(3)[y], loss="mse", optimizer=dense_xp.SGD(1e-3), epochs=1, batch_size=10,
+              compile=True, verbose=0)  # fmt: skip
+    assert _compiled_reason(model) is None
+    with pytest.raises(dense_xp.TrainingDivergedError):
+        model.fit(X * 1e150, np.eye(3)[y], loss="mse", optimizer=dense_xp.SGD(1e10), epochs=2, batch_size=10,
+                  check_finite=False, check_every=4, compile=True, verbose=0)  # fmt: skip
+    assert _compiled_reason(model) is None  # diverged in the compiled step, not in an eager fallback
+    assert all(np.isfinite(a).all() for a in _host(model))  # restored to the last window's finite values

@@ -23,7 +23,7 @@ Everything outside the package imports from ``dense_xp._backend`` itself.
 from __future__ import annotations
 
 from . import _cuda as _cuda  # the module: tests stand a fake CuPy in for its `_cupy`
-from ._arrays import array_bytes, bytes_array, fused_ops, host_array, matmul, split_rows, write_npz
+from ._arrays import array_bytes, bytes_array, fused_ops, host_array, matmul, split_rows, write_npz, writeable
 from ._cuda import (
     CudaProblem,
     cuda_device_count,
@@ -105,4 +105,5 @@ __all__ = [
     "to_numpy",
     "use_device",
     "write_npz",
+    "writeable",
 ]

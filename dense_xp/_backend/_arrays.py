@@ -1,4 +1,4 @@
-"""Library-specific array work: fused kernels, float16 products, ``.npz`` bytes, Dask row splits."""
+"""Library-specific array work: fused kernels, float16 products, writeability, ``.npz`` bytes, Dask splits."""
 
 from __future__ import annotations
 
@@ -50,6 +50,27 @@ def _cupy_ops() -> Any:
 # --------------------------------------------------------------------------
 # Host files: .npz without pickle
 # --------------------------------------------------------------------------
+# per array type, whether its arrays take in-place updates (NumPy's answer is per array: its flags)
+_WRITEABLE: dict[type, bool] = {}
+
+
+def writeable(x: Any) -> bool:
+    """``array_api_compat.is_writeable_array(x)``, its answer kept per array type (but NumPy's).
+
+    The answer of a type is found once: inside ``torch.compile``'s trace the
+    lookup array-api-compat makes through ``sys.modules`` is traced too, and
+    importing modules lazily (CuPy's ``cupyx``) changes that dictionary
+    while the trace reads it.
+    """
+    if isinstance(x, np.ndarray):
+        return bool(x.flags.writeable)
+    cls = type(x)
+    known = _WRITEABLE.get(cls)
+    if known is None:
+        known = _WRITEABLE[cls] = bool(array_api_compat.is_writeable_array(x))
+    return known
+
+
 def write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` (host arrays, stored little-endian) to an open binary ``file``."""
     little: dict[str, Any] = {

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import array_api_compat
-
 from .. import _backend, _checks, initializers
 from ..activations import get_activation
 from . import _dense_plan
@@ -232,7 +230,7 @@ class DenseLayer(_DenseHelpers, Layer):
         self._cache, self._row = None, None
         if not self.built:
             return
-        self._inplace = array_api_compat.is_writeable_array(self.W)
+        self._inplace = _backend.writeable(self.W)
         self._fused = _backend.fused_ops(self.xp)
         if self.mixed:  # the dtype object arrays report (NumPy: numpy.dtype("float16"), not numpy.float16)
             with _backend.on_device(self.device):

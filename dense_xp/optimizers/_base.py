@@ -189,7 +189,7 @@ class Optimizer(LearningRate, Stateful):
         if self.clip_norm is None and self.clip_value is None and self._narrow is False:
             # the common case without _apply's casts and clipping (a small step is mostly Python)
             self.steps += 1
-            update, writeable = self._update, array_api_compat.is_writeable_array
+            update, writeable = self._update, _backend.writeable
             return [update(i, p, g, lr, xp=xp, inplace=writeable(p)) for i, (p, g) in pairs]
         clip = clipper(grads, self._wide, self.clip_norm, self.clip_value, xp=xp)
         self.steps += 1
@@ -245,7 +245,7 @@ class Optimizer(LearningRate, Stateful):
 
     def _apply(self, i: int, p: Any, g: Any, lr: float, clip: Clip | None, *, xp: Any) -> Any:
         """:meth:`_update` of ``p`` with ``g`` clipped, through float32 for a 16-bit ``p``."""
-        inplace = array_api_compat.is_writeable_array(p)
+        inplace = _backend.writeable(p)
         wide = self._wide[i]
         if wide == p.dtype:
             return self._update(i, p, g if clip is None else clip(i, g), lr, xp=xp, inplace=inplace)

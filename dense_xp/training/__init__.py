@@ -112,7 +112,10 @@ def fit(
         traces layers and losses of one's own (they must then be pure array
         code: Python side effects run once, at the trace) and refuses what
         cannot compile (other libraries, Dask data, float16 loss scaling);
-        ``False`` trains eagerly. Random layers (Dropout) train eagerly
+        ``False`` trains eagerly. On torch, ``True`` compiles the same step
+        with ``torch.compile`` (one graph per batch shape, the optimizer's
+        numbers passed in as tensors); its first steps take seconds to
+        compile, so ``None`` trains a torch model eagerly. Random layers (Dropout) train eagerly
         either way: a trace would freeze their masks. On NumPy, ``None``
         *plans* the step where the model is a stack of dense_xp's Dense
         layers with relu, sigmoid, tanh or linear activations in float32 or

@@ -1,4 +1,8 @@
-"""A JAX model's whole training step as one ``jax.jit`` function, from the same array API code.
+"""A model's whole training step as one compiled function, from the same array API code.
+
+On JAX the step is a ``jax.jit`` function, wherever the layers and the loss
+are dense_xp's own; on torch it is ``torch.compile``'s, where ``fit`` is
+asked for it (``compile=True``: the first steps take seconds to compile).
 
 The step -- forward, loss, backward, gradient clipping, the optimizer's
 update and the batch's loss and hit sums -- is traced once per batch shape on
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import warnings
 import weakref
 from typing import Any
 
@@ -31,6 +36,13 @@ from .. import _backend, _data
 from ..layers.base import training_batch
 
 __all__ = ["CompiledStep", "compiled_step", "plan"]
+
+# torch.compile's note that it traces through functools.lru_cache wrappers (array-api-compat's
+# type checks, which hold no state a trace could miss)
+_DYNAMO_CACHE_WARNING = "Dynamo detected a call to a `functools.lru_cache`-wrapped function"
+
+# a torch.compile trace that read sys.modules while an import changed it (see CompiledStep._run)
+_MODULES_CHANGED, _TORCH_RETRIES = "dictionary changed size during iteration", 3
 
 # per model, the compiled step of its last fit: a later fit with the same optimizer, loss and
 # layers reuses the trace (fit(epochs=1) in a loop compiles once)
@@ -58,12 +70,17 @@ def plan(model: Any, options: Any, scaling: bool) -> str | None:
     Compiled: models on JAX, without loss scaling, with ``compile=None``
     where every layer is one of dense_xp's and the loss too (a layer or loss
     of one's own may keep Python state that a trace would run once only), or
-    with ``compile=True`` whatever they are.
+    with ``compile=True`` whatever they are; models on torch with
+    ``compile=True`` (``torch.compile`` costs seconds before the first step,
+    more than it saves on a short fit).
     """
     if options.compile is False:
         return "compile=False"
-    if not array_api_compat.is_jax_namespace(model.xp):
-        return "only JAX models compile"
+    if array_api_compat.is_torch_namespace(model.xp):
+        if options.compile is None:
+            return "a torch model compiles its step with compile=True (torch.compile)"
+    elif not array_api_compat.is_jax_namespace(model.xp):
+        return "only JAX and torch models compile"
     if scaling:
         return "float16 loss scaling decides on the host whether a step is taken"
     if options.compile is None:
@@ -119,10 +136,13 @@ class CompiledStep:
     """
 
     def __init__(self, model: Any, loss: Any, optimizer: Any, hits: Any) -> None:
-        jax = importlib.import_module("jax")
         self.loss, self.hits = loss, hits
         self.twin = copy.deepcopy((model, optimizer))  # traced in place of the real pair
-        self.jit = jax.jit(self._pure, static_argnums=5)
+        self.torch = array_api_compat.is_torch_namespace(model.xp)
+        if self.torch:  # one graph per batch shape; the step's numbers come in as tensors
+            self.jit = importlib.import_module("torch").compile(self._pure, dynamic=False)
+        else:
+            self.jit = importlib.import_module("jax").jit(self._pure, static_argnums=5)
         self.reason: str | None = None  # why it gave up
 
     def _pure(self, params: Any, states: Any, state: Any, scalars: Any, batch: Any, gathered: Any) -> Any:
@@ -138,14 +158,32 @@ class CompiledStep:
         Xb, yb, classes, wb = (xp.take(a, rows, axis=0) if take and a is not None else a for a, take in pairs)
         model.set_parameters(params)
         model.set_states(states)
-        optimizer.state = state
-        with training_batch(_Untraceable(), range(Xb.shape[0])):  # type: ignore[arg-type]
-            out = _data.widen(model, model.run_forward(Xb, training=True))
+        optimizer.state, optimizer.steps = state, 0  # a count the trace does not depend on
+        out = _data.widen(model, model.run_forward(Xb, training=True))  # in __call__'s training_batch
         value, grad = self.loss(out, yb) if wb is None else self.loss(out, yb, sample_weight=wb)
         model.run_backward(grad, input_grad=False)
         grads = model.gradients()
         new = optimizer.step_unchecked(params, grads, scalars)
         return new, model.states(), optimizer.state, grads, value * out.shape[0], self.hits(out, classes)
+
+    def _run(self, args: tuple[Any, ...], m: int) -> Any:
+        """The compiled function on ``args`` (a batch of ``m`` rows), in the block its trace needs.
+
+        A trace sees the step's position as a number that refuses every use:
+        a random layer stops it. torch.compile's trace reads ``sys.modules``
+        (array-api-compat's type checks look there); a module that imports
+        more on attribute access (CuPy's ``cupyx``) changes it during that
+        read, and the trace is retried with those imports made.
+        """
+        for attempt in range(_TORCH_RETRIES + 1):
+            try:
+                with warnings.catch_warnings(), training_batch(_Untraceable(), range(m)):  # type: ignore[arg-type]
+                    warnings.filterwarnings("ignore", message=_DYNAMO_CACHE_WARNING)
+                    return self.jit(*args)
+            except RuntimeError as exc:
+                if not (self.torch and attempt < _TORCH_RETRIES and _MODULES_CHANGED in str(exc)):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __call__(
         self, model: Any, optimizer: Any, arrays: tuple[Any, ...], index: Any
@@ -162,15 +200,17 @@ class CompiledStep:
         gathered = tuple(a is not None and not _backend.is_host(a) for a in whole)
         batch = tuple(a if take or a is None else a[index] for a, take in zip(whole, gathered, strict=True))
         rows = _backend.host_rows(index, X.shape[0])
+        scalars = optimizer.scalars()
+        if self.torch:  # tensors in: torch.compile takes no host arrays, and compiles a number in
+            xp, device = model.xp, model.device
+            rows, batch = _backend.from_host(rows, xp=xp, device=device), tuple(
+                _backend.from_host(a, xp=xp, device=device) if a is not None and _backend.is_host(a) else a
+                for a in batch
+            )  # fmt: skip
+            scalars = {k: xp.asarray(v, dtype=xp.float64) for k, v in scalars.items()}  # 0-d, on the CPU
+        args = (model.parameters(), model.states(), optimizer.state, scalars, (rows, *batch), gathered)
         try:
-            new, states, state, grads, loss_sum, hits = self.jit(
-                model.parameters(),
-                model.states(),
-                optimizer.state,
-                optimizer.scalars(),
-                (rows, *batch),
-                gathered,
-            )
+            new, states, state, grads, loss_sum, hits = self._run(args, int(rows.shape[0]))
         except Exception as exc:  # the eager step raises any real error, with its own message
             self.reason = (
                 f"tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

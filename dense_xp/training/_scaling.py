@@ -66,7 +66,7 @@ class LossScaler:
         inverse = 1.0 / self.scale
         with _backend.on_device(array_api_compat.device(grads[0])):
             for i, grad in enumerate(grads):
-                if array_api_compat.is_writeable_array(grad):
+                if _backend.writeable(grad):
                     grad *= inverse
                 else:
                     grads[i] = grad * inverse
