@@ -94,6 +94,16 @@ def build_dense_xp_jax(case: Case, *, compile: bool | None = None) -> Built:
     return build_dense_xp(case, dense_xp.resolve_device(jax.devices("cpu")[0], xp=jnp), compile=compile)
 
 
+def build_dense_xp_torch(case: Case, *, compile: bool | None = None) -> Built:
+    """``fit`` on torch's CPU (float32), data on the device; ``compile=True`` is ``torch.compile``'s step."""
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError:
+        raise Skip("torch is not installed") from None
+    xp = importlib.import_module("array_api_compat.torch")
+    return build_dense_xp(case, (xp, torch.device("cpu")), compile=compile)
+
+
 def build_floor(case: Case) -> Built:
     """The three GEMMs of a layer step (``X @ W``, ``X.T @ G``, ``G @ W.T``) per batch, nothing else."""
     n, d_in, d_out, _ = case
@@ -303,6 +313,8 @@ BUILDERS: dict[str, Callable[[Case], Built]] = {
     "sklearn": build_sklearn,
     "torch": build_torch,
     "torch.compile": lambda case: build_torch(case, compiled=True),
+    "dense_xp-torch": build_dense_xp_torch,
+    "dense_xp-torch.compile": lambda case: build_dense_xp_torch(case, compile=True),
     "jax.jit": build_jax,
     "dense_xp-jax": build_dense_xp_jax,
     "dense_xp-jax-eager": lambda case: build_dense_xp_jax(case, compile=False),
@@ -310,6 +322,6 @@ BUILDERS: dict[str, Callable[[Case], Built]] = {
 # Timed together, alternating: the implementations that share NumPy's BLAS; torch and JAX each alone.
 BLOCKS = (
     ("floor", "hand", "dense_xp", "sklearn"),
-    ("torch", "torch.compile"),
+    ("torch", "torch.compile", "dense_xp-torch", "dense_xp-torch.compile"),
     ("jax.jit", "dense_xp-jax", "dense_xp-jax-eager"),
 )
