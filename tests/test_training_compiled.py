@@ -70,6 +70,19 @@ def _compiled_reason(model: Any) -> str | None:
     return _compiled._LAST[model][1].reason
 
 
+def _assert_trained_alike(eager: Any, compiled: Any, *, steps: int, rtol: float, atol: float) -> None:
+    """The two ``(model, optimizer, history)`` of :func:`_pair` agree: parameters, state, steps, history."""
+    for a, b in zip(_host(eager[0]), _host(compiled[0]), strict=True):
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol)
+    for s, t in zip(eager[1].state, compiled[1].state, strict=True):
+        for key in s:
+            got, want = dense_xp.to_numpy(t[key]), dense_xp.to_numpy(s[key])
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    assert compiled[1].steps == eager[1].steps == steps
+    for key, values in eager[2].items():
+        np.testing.assert_allclose(compiled[2][key], values, rtol=rtol)
+
+
 OPTIMIZERS = {
     "sgd-momentum-nesterov": lambda: dense_xp.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
     "sgd-dampening": lambda: dense_xp.SGD(0.05, momentum=0.5, dampening=0.3),
@@ -89,16 +102,7 @@ def test_compiled_equals_eager_float64(name: str) -> None:
         lambda: (_model(xp, device), OPTIMIZERS[name]()),
         loss="softmax_cross_entropy", epochs=3, batch_size=32, seed=3,  # 150 rows: a last batch of 22
     )  # fmt: skip
-    for a, b in zip(_host(eager[0]), _host(compiled[0]), strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
-    for s, t in zip(eager[1].state, compiled[1].state, strict=True):
-        for key in s:
-            np.testing.assert_allclose(
-                dense_xp.to_numpy(t[key]), dense_xp.to_numpy(s[key]), rtol=1e-12, atol=1e-14
-            )
-    assert compiled[1].steps == eager[1].steps == 15
-    for key, values in eager[2].items():
-        np.testing.assert_allclose(compiled[2][key], values, rtol=1e-12)
+    _assert_trained_alike(eager, compiled, steps=15, rtol=1e-12, atol=1e-14)
 
 
 def test_compiled_equals_eager_with_weights_batchnorm_and_validation(jax_backend: tuple[Any, Any]) -> None:
@@ -216,16 +220,7 @@ def test_torch_compile_equals_eager(name: str) -> None:
         loss="softmax_cross_entropy", epochs=2, batch_size=32, seed=3,  # a last batch of 22: two graphs
     )  # fmt: skip
     # inductor fuses the elementwise passes: float64 rounding may differ from eager's by a few ulps
-    for a, b in zip(_host(eager[0]), _host(compiled[0]), strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
-    for s, t in zip(eager[1].state, compiled[1].state, strict=True):
-        for key in s:
-            np.testing.assert_allclose(
-                dense_xp.to_numpy(t[key]), dense_xp.to_numpy(s[key]), rtol=1e-10, atol=1e-12
-            )
-    assert compiled[1].steps == eager[1].steps == 10
-    for key, values in eager[2].items():
-        np.testing.assert_allclose(compiled[2][key], values, rtol=1e-10)
+    _assert_trained_alike(eager, compiled, steps=10, rtol=1e-10, atol=1e-12)
 
 
 def test_torch_trains_eagerly_unless_asked() -> None:

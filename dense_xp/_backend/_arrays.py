@@ -47,9 +47,6 @@ def _cupy_ops() -> Any:
     return _fused.CupyOps(_cuda._cupy()[0])
 
 
-# --------------------------------------------------------------------------
-# Host files: .npz without pickle
-# --------------------------------------------------------------------------
 # per array type, whether its arrays take in-place updates (NumPy's answer is per array: its flags)
 _WRITEABLE: dict[type, bool] = {}
 
@@ -71,6 +68,9 @@ def writeable(x: Any) -> bool:
     return known
 
 
+# --------------------------------------------------------------------------
+# Host files: .npz without pickle
+# --------------------------------------------------------------------------
 def write_npz(file: Any, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` (host arrays, stored little-endian) to an open binary ``file``."""
     little: dict[str, Any] = {

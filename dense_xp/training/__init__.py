@@ -115,8 +115,8 @@ def fit(
         ``False`` trains eagerly. On torch, ``True`` compiles the same step
         with ``torch.compile`` (one graph per batch shape, the optimizer's
         numbers passed in as tensors); its first steps take seconds to
-        compile, so ``None`` trains a torch model eagerly. Random layers (Dropout) train eagerly
-        either way: a trace would freeze their masks. On NumPy, ``None``
+        compile, so ``None`` trains a torch model eagerly. Random layers
+        (Dropout) train eagerly either way: a trace would freeze their masks. On NumPy, ``None``
         *plans* the step where the model is a stack of dense_xp's Dense
         layers with relu, sigmoid, tanh or linear activations in float32 or
         float64, trained on one of dense_xp's losses without sample weights:

@@ -175,15 +175,17 @@ class CompiledStep:
         more on attribute access (CuPy's ``cupyx``) changes it during that
         read, and the trace is retried with those imports made.
         """
-        for attempt in range(_TORCH_RETRIES + 1):
+        retries = _TORCH_RETRIES if self.torch else 0
+        while True:
             try:
                 with warnings.catch_warnings(), training_batch(_Untraceable(), range(m)):  # type: ignore[arg-type]
-                    warnings.filterwarnings("ignore", message=_DYNAMO_CACHE_WARNING)
+                    if self.torch:
+                        warnings.filterwarnings("ignore", message=_DYNAMO_CACHE_WARNING)
                     return self.jit(*args)
             except RuntimeError as exc:
-                if not (self.torch and attempt < _TORCH_RETRIES and _MODULES_CHANGED in str(exc)):
+                if retries == 0 or _MODULES_CHANGED not in str(exc):
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                retries -= 1
 
     def __call__(
         self, model: Any, optimizer: Any, arrays: tuple[Any, ...], index: Any
